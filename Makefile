@@ -1,0 +1,121 @@
+# libminirpc build.  `make` builds the libraries and every program into
+# $(BUILD); `make test` runs the whole suite twice: plain and under
+# AddressSanitizer + UndefinedBehaviorSanitizer (in build-asan/).
+#
+# Variables: BUILD (output dir), SAN=1 (sanitizer build), PREFIX, DESTDIR.
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+CC      ?= cc
+PROTOC_C ?= protoc-c
+
+PKGS    := libnghttp2 libprotobuf-c
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lnghttp2 -lprotobuf-c)
+
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+WARN    := -Wall -Wextra -Wno-unused-parameter
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fPIC -fvisibility=hidden \
+              -Iinclude -Ilib -I$(BUILD)/gen $(DEP_CFLAGS) $(CFLAGS)
+LDLIBS  := $(DEP_LIBS) -lpthread
+
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+ALL_CFLAGS += $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+endif
+
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+HEADERS  := $(wildcard include/minirpc/*.h)
+
+STATIC  := $(BUILD)/lib/libminirpc.a
+SHARED  := $(BUILD)/lib/libminirpc.so
+
+# Generated protobuf-c code for the interop service.
+GEN_PROTOS := tests/interop/test.proto
+GEN_C   := $(patsubst %.proto,$(BUILD)/gen/%.pb-c.c,$(notdir $(GEN_PROTOS)))
+GEN_OBJS := $(GEN_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
+
+UNIT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/test_*.c)))
+E2E_TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/e2e_*.c)))
+PROGRAMS   := $(BUILD)/bin/interop_server $(BUILD)/bin/interop_client
+
+.PHONY: all lib programs tests test test-plain test-asan demo install \
+        uninstall clean
+.SECONDARY:
+
+all: lib programs tests
+
+lib: $(STATIC) $(SHARED) $(BUILD)/minirpc.pc
+programs: $(PROGRAMS)
+tests: $(UNIT_TESTS) $(E2E_TESTS)
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lib/*.h) | $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: tests/interop/%.proto
+	@mkdir -p $(BUILD)/gen
+	$(PROTOC_C) --c_out=$(BUILD)/gen -Itests/interop $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libminirpc.so.0 $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/minirpc.pc: minirpc.pc.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|0.1.0|g' $< > $@
+
+$(BUILD)/bin/interop_%: $(BUILD)/obj/tests/interop/interop_%.o $(GEN_OBJS) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(GEN_OBJS) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
+
+# The whole suite, plain then under ASan+UBSan.  tests/run.sh prints the
+# closing "N passed, N failed" line.
+test:
+	$(MAKE) all
+	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 all
+	tests/run.sh build build-asan
+
+test-plain: all
+	tests/run.sh $(BUILD)
+
+test-asan:
+	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 all
+	tests/run.sh build-asan
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/minirpc \
+	           $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libminirpc.so.0.1.0
+	ln -sf libminirpc.so.0.1.0 $(DESTDIR)$(LIBDIR)/libminirpc.so.0
+	ln -sf libminirpc.so.0 $(DESTDIR)$(LIBDIR)/libminirpc.so
+	install -m 644 $(HEADERS) $(DESTDIR)$(INCDIR)/minirpc/
+	install -m 644 $(BUILD)/minirpc.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCDIR)/minirpc
+	rm -f $(DESTDIR)$(LIBDIR)/libminirpc.* $(DESTDIR)$(LIBDIR)/pkgconfig/minirpc.pc
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,878 @@
+/* The call state machine, both sides.  See call.h. */
+#include "call.h"
+
+#include "alloc.h"
+#include "metadata.h"
+#include "server_int.h"
+#include "status.h"
+#include "timeout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define H2_NO_ERROR 0
+#define H2_CANCEL 8
+
+static const char CT_GRPC[] = "application/grpc";
+
+mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
+                          const mrpc__call_cfg *cfg) {
+  mrpc_call *call = mrpc__calloc(cfg->alloc, 1, sizeof *call);
+  if (!call) return NULL;
+  call->md = mrpc_metadata_new(cfg->alloc);
+  if (!call->md) {
+    mrpc__free(cfg->alloc, call);
+    return NULL;
+  }
+  atomic_init(&call->refs, 1);
+  call->alloc = cfg->alloc;
+  call->loop = loop;
+  call->is_server = is_server;
+  call->max_send = cfg->max_send;
+  call->send_limit = cfg->send_limit;
+  call->max_header_list = cfg->max_header_list;
+  call->deadline_ms = INT64_MAX;
+  call->status.code = MRPC_STATUS_UNKNOWN;
+  mrpc__deframer_init(&call->df, cfg->max_recv, cfg->alloc);
+  return call;
+}
+
+mrpc_call *mrpc_call_ref(mrpc_call *call) {
+  atomic_fetch_add(&call->refs, 1);
+  return call;
+}
+
+void mrpc_call_unref(mrpc_call *call) {
+  if (!call || atomic_fetch_sub(&call->refs, 1) != 1) return;
+  const mrpc_allocator *a = call->alloc;
+  for (mrpc__chunk *c = call->sq_head; c;) {
+    mrpc__chunk *n = c->next;
+    mrpc__free(a, c);
+    c = n;
+  }
+  mrpc__deframer_free(&call->df);
+  mrpc_metadata_del(call->md);
+  mrpc_metadata_del(call->trailers);
+  mrpc_metadata_del(call->out_headers);
+  mrpc_metadata_del(call->out_trailers);
+  mrpc__free(a, call->path);
+  mrpc__free(a, call->grpc_message);
+  mrpc__free(a, call->details);
+  mrpc_status_free(&call->status);
+  mrpc__free(a, call);
+}
+
+/* ---- header lists ---- */
+
+void mrpc__hdrbuf_init(mrpc__hdrbuf *hb, const mrpc_allocator *alloc) {
+  memset(hb, 0, sizeof *hb);
+  hb->alloc = alloc;
+}
+
+void mrpc__hdrbuf_free(mrpc__hdrbuf *hb) {
+  for (size_t i = 0; i < hb->n_owned; i++) mrpc__free(hb->alloc, hb->owned[i]);
+  mrpc__free(hb->alloc, hb->owned);
+  mrpc__free(hb->alloc, hb->h);
+  memset(hb, 0, sizeof *hb);
+}
+
+static void hdrbuf_push(mrpc__hdrbuf *hb, const char *name, size_t nlen,
+                        const char *value, size_t vlen) {
+  if (hb->oom) return;
+  if (hb->n == hb->cap) {
+    size_t cap = hb->cap ? hb->cap * 2 : 16;
+    mrpc__hdr *h = mrpc__realloc(hb->alloc, hb->h, cap * sizeof *h);
+    if (!h) {
+      hb->oom = 1;
+      return;
+    }
+    hb->h = h;
+    hb->cap = cap;
+  }
+  hb->h[hb->n++] = (mrpc__hdr){name, nlen, value, vlen};
+}
+
+/* Keeps s alive until the buffer is freed; NULL (and oom) on failure. */
+static char *hdrbuf_own(mrpc__hdrbuf *hb, char *s) {
+  if (!s) {
+    hb->oom = 1;
+    return NULL;
+  }
+  if (hb->n_owned == hb->cap_owned) {
+    size_t cap = hb->cap_owned ? hb->cap_owned * 2 : 8;
+    char **o = mrpc__realloc(hb->alloc, hb->owned, cap * sizeof *o);
+    if (!o) {
+      mrpc__free(hb->alloc, s);
+      hb->oom = 1;
+      return NULL;
+    }
+    hb->owned = o;
+    hb->cap_owned = cap;
+  }
+  hb->owned[hb->n_owned++] = s;
+  return s;
+}
+
+void mrpc__hdrbuf_add(mrpc__hdrbuf *hb, const char *name, const char *value,
+                      size_t vlen) {
+  hdrbuf_push(hb, name, strlen(name), value, vlen);
+}
+
+void mrpc__hdrbuf_add_md(mrpc__hdrbuf *hb, const mrpc_metadata *md) {
+  size_t n = mrpc_metadata_count(md);
+  for (size_t i = 0; i < n; i++) {
+    const char *k;
+    const uint8_t *v;
+    size_t vlen, klen = mrpc__metadata_key_len(md, i);
+    mrpc_metadata_at(md, i, &k, &v, &vlen);
+    if (mrpc__metadata_key_is_bin(k, klen)) {
+      char *b = hdrbuf_own(
+          hb, mrpc__malloc(hb->alloc, mrpc__base64_encoded_len(vlen) + 1));
+      if (!b) return;
+      size_t blen = mrpc__base64_encode(v, vlen, b);
+      hdrbuf_push(hb, k, klen, b, blen);
+    } else {
+      hdrbuf_push(hb, k, klen, (const char *)v, vlen);
+    }
+  }
+}
+
+/* Adds grpc-status, grpc-message and grpc-status-details-bin. */
+static void hdrbuf_add_status(mrpc__hdrbuf *hb, const mrpc_status *st) {
+  char *code = hdrbuf_own(hb, mrpc__malloc(hb->alloc, 4));
+  if (!code) return;
+  int n = snprintf(code, 4, "%d", (int)st->code);
+  hdrbuf_push(hb, "grpc-status", 11, code, (size_t)n);
+  if (st->message && st->message[0]) {
+    size_t mlen = strlen(st->message);
+    size_t elen = mrpc__percent_encode((const uint8_t *)st->message, mlen, NULL);
+    char *e = hdrbuf_own(hb, mrpc__malloc(hb->alloc, elen + 1));
+    if (!e) return;
+    mrpc__percent_encode((const uint8_t *)st->message, mlen, e);
+    hdrbuf_push(hb, "grpc-message", 12, e, elen);
+  }
+  if (st->details && st->details_len) {
+    char *b = hdrbuf_own(
+        hb, mrpc__malloc(hb->alloc,
+                         mrpc__base64_encoded_len(st->details_len) + 1));
+    if (!b) return;
+    size_t blen = mrpc__base64_encode(st->details, st->details_len, b);
+    hdrbuf_push(hb, "grpc-status-details-bin", 23, b, blen);
+  }
+}
+
+/* ---- completion ---- */
+
+static void notify_writable(mrpc_call *call);
+
+static void set_status(mrpc_call *call, mrpc_status_code code,
+                       const char *msg) {
+  mrpc__status_set(&call->status, code, msg, NULL, 0);
+}
+
+void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
+                         const char *msg) {
+  if (atomic_exchange(&call->done, 1)) return;
+  mrpc__timer_stop(call->loop, &call->deadline_timer);
+  if (code != MRPC_STATUS_OK || !call->is_server) {
+    /* On the server an OK finish keeps the message the handler gave. */
+    if (!call->is_server || !call->finishing || code != call->status.code)
+      set_status(call, code, msg);
+  }
+  if (code != MRPC_STATUS_OK && !(call->is_server && call->finishing &&
+                                  call->trailers_sent))
+    atomic_store(&call->cancelled, 1);
+  if (call->ops.on_done) call->ops.on_done(call, &call->status, call->ctx);
+  if (call->is_server) mrpc__server_call_done(call);
+}
+
+/* Client: the status of a call whose stream ended normally. */
+static void client_finish_from_headers(mrpc_call *call) {
+  if (call->rx_error != MRPC_STATUS_OK) {
+    mrpc__call_complete(call, call->rx_error, call->rx_error_msg);
+    return;
+  }
+  if (call->have_grpc_status) {
+    int code = call->grpc_status;
+    if (code < 0 || code > 16) code = MRPC_STATUS_UNKNOWN;
+    if (atomic_exchange(&call->done, 1)) return;
+    atomic_store(&call->done, 0);
+    mrpc__status_set(&call->status, (mrpc_status_code)code,
+                     call->grpc_message ? call->grpc_message : "",
+                     call->details, call->details_len);
+    /* complete() would overwrite the details: deliver directly. */
+    atomic_store(&call->done, 1);
+    mrpc__timer_stop(call->loop, &call->deadline_timer);
+    if (code != MRPC_STATUS_OK) atomic_store(&call->cancelled, 1);
+    if (call->ops.on_done) call->ops.on_done(call, &call->status, call->ctx);
+    return;
+  }
+  char msg[64];
+  if (call->http_status != 200) {
+    snprintf(msg, sizeof msg, "HTTP status %d", call->http_status);
+    mrpc__call_complete(call, mrpc__status_from_http(call->http_status), msg);
+  } else {
+    mrpc__call_complete(call, MRPC_STATUS_UNKNOWN,
+                        "response ended without grpc-status");
+  }
+}
+
+/* ---- receive ---- */
+
+/* Records the first receive failure and ends the call with it. */
+static void rx_fail(mrpc_call *call, mrpc_status_code code, const char *msg) {
+  if (call->rx_error == MRPC_STATUS_OK) {
+    call->rx_error = code;
+    call->rx_error_msg = msg;
+  }
+  if (call->is_server) {
+    mrpc__call_fail(call, code, msg);
+  } else {
+    if (call->conn) mrpc__conn_reset(call->conn, call, H2_CANCEL);
+    mrpc__call_complete(call, code, msg);
+  }
+}
+
+void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
+                          const uint8_t *value, size_t vlen, int trailer) {
+  /* The advertised MAX_HEADER_LIST_SIZE is enforced here: nghttp2 only
+   * advertises it.  Counting goes on per block; HPACK state is kept. */
+  call->hdr_bytes += (uint32_t)(nlen + vlen + 32);
+  if (call->hdr_bytes > call->max_header_list) {
+    call->hdr_overflow = 1;
+    return;
+  }
+  const mrpc_allocator *a = call->alloc;
+#define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
+  if (name[0] == ':') {
+    if (IS(":path") && !call->path) {
+      call->path = mrpc__strndup(a, (const char *)value, vlen);
+    } else if (IS(":method")) {
+      call->method_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
+    } else if (IS(":status")) {
+      int st = 0;
+      for (size_t i = 0; i < vlen && i < 3; i++) st = st * 10 + (value[i] - '0');
+      call->http_status = st;
+    }
+    return;
+  }
+  if (IS("content-type")) {
+    call->content_type_ok =
+        vlen >= sizeof CT_GRPC - 1 &&
+        memcmp(value, CT_GRPC, sizeof CT_GRPC - 1) == 0 &&
+        (vlen == sizeof CT_GRPC - 1 || value[sizeof CT_GRPC - 1] == '+' ||
+         value[sizeof CT_GRPC - 1] == ';');
+  } else if (IS("te")) {
+    call->te_ok = vlen == 8 && memcmp(value, "trailers", 8) == 0;
+  } else if (IS("grpc-timeout")) {
+    int64_t ns;
+    if (mrpc__timeout_parse(value, vlen, &ns) != 0) {
+      call->bad_timeout = 1;
+    } else {
+      int64_t ms = ns / 1000000 + (ns % 1000000 ? 1 : 0);
+      int64_t now = mrpc__now_ms();
+      call->deadline_ms = ms > INT64_MAX - now ? INT64_MAX : now + ms;
+    }
+  } else if (IS("grpc-encoding")) {
+    call->bad_encoding = !(vlen == 8 && memcmp(value, "identity", 8) == 0);
+  } else if (IS("grpc-status")) {
+    int code;
+    if (mrpc__status_parse(value, vlen, &code) == 0) {
+      call->have_grpc_status = 1;
+      call->grpc_status = code;
+    } else {
+      call->have_grpc_status = 1;
+      call->grpc_status = MRPC_STATUS_UNKNOWN;
+    }
+  } else if (IS("grpc-message")) {
+    mrpc__free(a, call->grpc_message);
+    call->grpc_message = mrpc__malloc(a, vlen + 1);
+    if (call->grpc_message) {
+      size_t n = mrpc__percent_decode(value, vlen, call->grpc_message);
+      call->grpc_message[n] = '\0';
+    }
+  } else if (IS("grpc-status-details-bin")) {
+    mrpc__free(a, call->details);
+    call->details = mrpc__malloc(a, vlen ? vlen : 1);
+    if (call->details &&
+        mrpc__base64_decode((const char *)value, vlen, call->details,
+                            &call->details_len) != 0) {
+      mrpc__free(a, call->details);
+      call->details = NULL;
+      call->details_len = 0;
+    }
+  } else {
+    mrpc_metadata *md = call->md;
+    if (trailer && !call->is_server) {
+      if (!call->trailers) call->trailers = mrpc_metadata_new(a);
+      md = call->trailers;
+    }
+    if (!md) return;
+    int rv = mrpc__metadata_add_wire(md, name, nlen, value, vlen);
+    if (rv != 0 && rv != MRPC_ERR_RESERVED) call->bad_metadata = 1;
+  }
+#undef IS
+}
+
+void mrpc__call_on_headers_end(mrpc_call *call, int trailer, int end_stream) {
+  int overflow = call->hdr_overflow;
+  call->hdr_bytes = 0;
+  call->hdr_overflow = 0;
+  if (!call->got_headers) call->got_headers = 1;
+  if (overflow) {
+    rx_fail(call, MRPC_STATUS_RESOURCE_EXHAUSTED,
+            "header list exceeds the size limit");
+    return;
+  }
+  if (call->is_server) {
+    if (!trailer) mrpc__server_dispatch(call);
+    return;
+  }
+  if (trailer || end_stream) return; /* status handled at remote end */
+  if (call->http_status == 200 && !call->content_type_ok)
+    rx_fail(call, MRPC_STATUS_UNKNOWN, "response content-type is not gRPC");
+}
+
+static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
+  (void)compressed;
+  mrpc_call *call = ud;
+  if (atomic_load(&call->done)) return 0;
+  const mrpc_method *m = call->method;
+  int single = call->is_server ? (m->kind == MRPC_UNARY ||
+                                  m->kind == MRPC_SERVER_STREAMING)
+                               : (m->kind == MRPC_UNARY ||
+                                  m->kind == MRPC_CLIENT_STREAMING);
+  if (single && call->n_recv >= 1) {
+    rx_fail(call,
+            call->is_server ? MRPC_STATUS_UNIMPLEMENTED : MRPC_STATUS_INTERNAL,
+            call->is_server ? "more than one request for a unary method"
+                            : "more than one response for a unary method");
+    return 1;
+  }
+  const ProtobufCMessageDescriptor *d =
+      call->is_server ? m->request : m->response;
+  ProtobufCMessage *pm = protobuf_c_message_unpack(d, NULL, len, msg);
+  if (!pm) {
+    rx_fail(call, MRPC_STATUS_INTERNAL,
+            call->is_server ? "could not parse the request message"
+                            : "could not parse the response message");
+    return 1;
+  }
+  call->n_recv++;
+  if (call->ops.on_message)
+    call->ops.on_message(call, pm, call->ctx);
+  if (!call->take_messages || !call->ops.on_message)
+    protobuf_c_message_free_unpacked(pm, NULL);
+  return atomic_load(&call->done) ? 1 : 0;
+}
+
+void mrpc__call_on_data(mrpc_call *call, const uint8_t *data, size_t len) {
+  if (atomic_load(&call->done) || call->rx_error != MRPC_STATUS_OK) return;
+  if (call->is_server && !call->method) return; /* refused, not routed */
+  int rv = mrpc__deframer_feed(&call->df, data, len, deliver, call);
+  if (rv == MRPC_STATUS_RESOURCE_EXHAUSTED) {
+    rx_fail(call, MRPC_STATUS_RESOURCE_EXHAUSTED,
+            "received message larger than the limit");
+  } else if (rv == MRPC_ERR_NOMEM) {
+    rx_fail(call, MRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  } else if (rv > 1 && rv <= 16) {
+    rx_fail(call, (mrpc_status_code)rv,
+            "compressed message without a negotiated grpc-encoding");
+  }
+}
+
+void mrpc__call_on_remote_end(mrpc_call *call) {
+  if (call->remote_closed) return;
+  call->remote_closed = 1;
+  if (atomic_load(&call->done)) return;
+  if (call->is_server) {
+    if (!call->method) return;
+    if (mrpc__deframer_partial(&call->df)) {
+      rx_fail(call, MRPC_STATUS_INTERNAL, "request ended inside a message");
+      return;
+    }
+    int single = call->method->kind == MRPC_UNARY ||
+                 call->method->kind == MRPC_SERVER_STREAMING;
+    if (single && call->n_recv == 0) {
+      rx_fail(call, MRPC_STATUS_UNIMPLEMENTED,
+              "no request message for a unary method");
+      return;
+    }
+    if (call->ops.on_half_close) call->ops.on_half_close(call, call->ctx);
+    return;
+  }
+  /* Client: trailers (or trailers-only) arrived. */
+  if (call->rx_error == MRPC_STATUS_OK && mrpc__deframer_partial(&call->df))
+    rx_fail(call, MRPC_STATUS_INTERNAL, "response ended inside a message");
+  if (!call->send_closed || call->sq_head) {
+    /* Trailers before our END_STREAM: stop sending (PROTOCOL-HTTP2). */
+    if (call->conn) mrpc__conn_reset(call->conn, call, H2_NO_ERROR);
+  }
+  if (atomic_load(&call->done)) return;
+  if (call->ops.on_half_close) call->ops.on_half_close(call, call->ctx);
+  client_finish_from_headers(call);
+}
+
+void mrpc__call_on_stream_close(mrpc_call *call, uint32_t h2_error,
+                                int conn_lost) {
+  call->stream_closed = 1;
+  if (atomic_load(&call->done)) return;
+  if (call->is_server) {
+    if (call->finishing && call->trailers_sent) {
+      mrpc__call_complete(call, call->status.code, call->status.message);
+    } else {
+      mrpc__call_complete(call, MRPC_STATUS_CANCELLED,
+                          conn_lost ? "connection lost"
+                                    : "call cancelled by the client");
+    }
+    return;
+  }
+  if (conn_lost) {
+    mrpc__call_complete(call, MRPC_STATUS_UNAVAILABLE,
+                        call->got_headers ? "connection lost"
+                                          : "failed to connect or connection "
+                                            "lost before a response");
+    return;
+  }
+  mrpc_status_code code = mrpc__status_from_rst(h2_error);
+  char msg[64];
+  snprintf(msg, sizeof msg, "stream reset by peer (HTTP/2 error %u)",
+           (unsigned)h2_error);
+  if (code == MRPC_STATUS_CANCELLED && mrpc__now_ms() >= call->deadline_ms)
+    mrpc__call_complete(call, MRPC_STATUS_DEADLINE_EXCEEDED,
+                        "Deadline Exceeded");
+  else
+    mrpc__call_complete(call, code, msg);
+}
+
+/* ---- send ---- */
+
+size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof) {
+  size_t n = 0;
+  while (n < len && call->sq_head) {
+    mrpc__chunk *c = call->sq_head;
+    size_t take = c->len - c->off;
+    if (take > len - n) take = len - n;
+    memcpy(buf + n, c->data + c->off, take);
+    c->off += take;
+    n += take;
+    if (c->off == c->len) {
+      call->sq_head = c->next;
+      if (!call->sq_head) call->sq_tail = NULL;
+      mrpc__free(call->alloc, c);
+    }
+  }
+  if (n) {
+    atomic_fetch_sub(&call->queued, n);
+    if (call->conn) mrpc__conn_queued_add(call->conn, -(ssize_t)n);
+    notify_writable(call);
+  }
+  *eof = !call->sq_head &&
+         (call->is_server ? call->finishing : call->send_closed);
+  return n;
+}
+
+int mrpc__call_build_trailers(mrpc_call *call, mrpc__hdrbuf *hb) {
+  hdrbuf_add_status(hb, &call->status);
+  if (call->out_trailers) mrpc__hdrbuf_add_md(hb, call->out_trailers);
+  return hb->oom ? MRPC_ERR_NOMEM : 0;
+}
+
+void mrpc__call_on_end_sent(mrpc_call *call) {
+  if (call->is_server) {
+    call->trailers_sent = 1;
+    /* The client may still be sending: close the stream (gRPC does). */
+    if (!call->remote_closed && call->conn)
+      mrpc__conn_reset(call->conn, call, H2_NO_ERROR);
+  }
+}
+
+static int submit_headers(mrpc_call *call, int trailers_only) {
+  mrpc__hdrbuf hb;
+  mrpc__hdrbuf_init(&hb, call->alloc);
+  mrpc__hdrbuf_add(&hb, ":status", "200", 3);
+  mrpc__hdrbuf_add(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
+  if (call->out_headers) mrpc__hdrbuf_add_md(&hb, call->out_headers);
+  if (trailers_only) mrpc__call_build_trailers(call, &hb);
+  int rv = hb.oom ? MRPC_ERR_NOMEM
+                  : mrpc__conn_submit_response(call->conn, call, hb.h, hb.n,
+                                               !trailers_only);
+  mrpc__hdrbuf_free(&hb);
+  call->headers_sent = 1;
+  if (trailers_only) call->trailers_sent = rv == 0;
+  return rv;
+}
+
+/* Server: puts the status on the wire (trailers-only if nothing was sent). */
+static void server_send_status(mrpc_call *call) {
+  call->finishing = 1;
+  if (!call->conn) return;
+  if (!call->headers_sent) {
+    if (submit_headers(call, 1) != 0) mrpc__conn_reset(call->conn, call, 2);
+  } else {
+    mrpc__conn_resume(call->conn, call);
+  }
+}
+
+static void drop_queue(mrpc_call *call) {
+  size_t n = 0;
+  while (call->sq_head) {
+    mrpc__chunk *c = call->sq_head;
+    call->sq_head = c->next;
+    n += c->len - c->off;
+    mrpc__free(call->alloc, c);
+  }
+  call->sq_tail = NULL;
+  atomic_fetch_sub(&call->queued, n);
+  if (call->conn) mrpc__conn_queued_add(call->conn, -(ssize_t)n);
+}
+
+void mrpc__call_fail(mrpc_call *call, mrpc_status_code code, const char *msg) {
+  if (!call->is_server) {
+    mrpc__call_complete(call, code, msg);
+    return;
+  }
+  if (call->finishing) return;
+  drop_queue(call);
+  set_status(call, code, msg);
+  server_send_status(call);
+  if (call->method) mrpc__call_complete(call, code, msg);
+}
+
+static void deadline_fired(mrpc__timer *t) {
+  mrpc_call *call =
+      (mrpc_call *)((char *)t - offsetof(mrpc_call, deadline_timer));
+  if (atomic_load(&call->done)) return;
+  if (call->is_server) {
+    mrpc__call_fail(call, MRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+  } else {
+    if (call->conn) mrpc__conn_reset(call->conn, call, H2_CANCEL);
+    mrpc__call_complete(call, MRPC_STATUS_DEADLINE_EXCEEDED,
+                        "Deadline Exceeded");
+  }
+}
+
+void mrpc__call_arm_deadline(mrpc_call *call) {
+  if (call->deadline_ms != INT64_MAX)
+    mrpc__timer_start(call->loop, &call->deadline_timer, call->deadline_ms,
+                      deadline_fired);
+}
+
+int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
+                            const char *authority, const char *user_agent,
+                            const mrpc_metadata *md) {
+  mrpc__hdrbuf hb;
+  char tbuf[16];
+  mrpc__hdrbuf_init(&hb, call->alloc);
+  mrpc__hdrbuf_add(&hb, ":method", "POST", 4);
+  mrpc__hdrbuf_add(&hb, ":scheme", "http", 4);
+  mrpc__hdrbuf_add(&hb, ":path", call->method->path,
+                   strlen(call->method->path));
+  mrpc__hdrbuf_add(&hb, ":authority", authority, strlen(authority));
+  if (call->deadline_ms != INT64_MAX) {
+    int64_t left = call->deadline_ms - mrpc__now_ms();
+    if (left < 1) left = 1;
+    size_t n = mrpc__timeout_format(left * 1000000, tbuf);
+    mrpc__hdrbuf_add(&hb, "grpc-timeout", tbuf, n);
+  }
+  mrpc__hdrbuf_add(&hb, "te", "trailers", 8);
+  mrpc__hdrbuf_add(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
+  mrpc__hdrbuf_add(&hb, "user-agent", user_agent, strlen(user_agent));
+  if (md) mrpc__hdrbuf_add_md(&hb, md);
+  int rv = hb.oom ? MRPC_ERR_NOMEM
+                  : mrpc__conn_submit_request(conn, call, hb.h, hb.n);
+  mrpc__hdrbuf_free(&hb);
+  if (rv == 0) {
+    snprintf(call->peer, sizeof call->peer, "%s", mrpc__conn_peer(conn));
+    mrpc__conn_queued_add(conn, (ssize_t)atomic_load(&call->queued));
+  }
+  return rv;
+}
+
+/* ---- operations from any thread ---- */
+
+enum op_kind {
+  OP_SEND,
+  OP_CLOSE_SEND,
+  OP_HEADERS,
+  OP_TRAILERS,
+  OP_FINISH,
+  OP_CANCEL,
+  OP_RX_RELEASE,
+  OP_WRITABLE
+};
+
+typedef struct call_op {
+  mrpc__task task;
+  mrpc_call *call;
+  enum op_kind kind;
+  mrpc__chunk *chunk;
+  mrpc_metadata *md;
+  mrpc_status_code code;
+  char *msg;
+  uint8_t *details;
+  size_t details_len;
+} call_op;
+
+static void op_run(call_op *op) {
+  mrpc_call *call = op->call;
+  int done = atomic_load(&call->done);
+  switch (op->kind) {
+  case OP_SEND:
+    if (done || call->finishing || call->send_closed) {
+      atomic_fetch_sub(&call->queued, op->chunk->len);
+      mrpc__free(call->alloc, op->chunk);
+      break;
+    }
+    if (call->sq_tail)
+      call->sq_tail->next = op->chunk;
+    else
+      call->sq_head = op->chunk;
+    call->sq_tail = op->chunk;
+    if (!call->conn) break; /* client call not started yet: keeps queue */
+    mrpc__conn_queued_add(call->conn, (ssize_t)op->chunk->len);
+    if (call->is_server && !call->headers_sent) {
+      if (submit_headers(call, 0) != 0) {
+        mrpc__call_fail(call, MRPC_STATUS_INTERNAL, "could not send headers");
+        break;
+      }
+    }
+    mrpc__conn_resume(call->conn, call);
+    break;
+  case OP_CLOSE_SEND:
+    if (done || call->send_closed) break;
+    call->send_closed = 1;
+    if (call->conn) mrpc__conn_resume(call->conn, call);
+    break;
+  case OP_HEADERS:
+  case OP_TRAILERS: {
+    if (done || (op->kind == OP_HEADERS && call->headers_sent) ||
+        call->finishing)
+      break;
+    mrpc_metadata **dst =
+        op->kind == OP_HEADERS ? &call->out_headers : &call->out_trailers;
+    if (!*dst) {
+      *dst = op->md;
+      op->md = NULL;
+    } else {
+      mrpc__metadata_append(*dst, op->md);
+    }
+    break;
+  }
+  case OP_FINISH:
+    if (done || call->finishing) break;
+    mrpc__status_set(&call->status, op->code, op->msg, op->details,
+                     op->details_len);
+    server_send_status(call);
+    break;
+  case OP_CANCEL:
+    if (done) break;
+    if (call->conn && !call->stream_closed)
+      mrpc__conn_reset(call->conn, call, H2_CANCEL);
+    drop_queue(call);
+    mrpc__call_complete(call, MRPC_STATUS_CANCELLED, "Cancelled");
+    break;
+  case OP_RX_RELEASE:
+    call->rx_hold = 0;
+    if (call->conn && call->rx_unconsumed)
+      mrpc__conn_consume(call->conn, call, call->rx_unconsumed);
+    call->rx_unconsumed = 0;
+    break;
+  case OP_WRITABLE:
+    if (!done && call->ops.on_writable) call->ops.on_writable(call, call->ctx);
+    break;
+  }
+}
+
+static void op_free(call_op *op) {
+  const mrpc_allocator *a = op->call->alloc;
+  mrpc_metadata_del(op->md);
+  free(op->msg);
+  free(op->details);
+  mrpc_call_unref(op->call);
+  mrpc__free(a, op);
+}
+
+static void op_task(mrpc__task *t, int cancelled) {
+  call_op *op = (call_op *)t;
+  if (!cancelled) {
+    op_run(op);
+  } else if (op->chunk && op->kind == OP_SEND) {
+    mrpc__free(op->call->alloc, op->chunk);
+  }
+  op_free(op);
+}
+
+/* Runs op now on the loop thread, or queues a heap copy to it. */
+static int op_submit(call_op *op) {
+  if (mrpc__loop_on_thread(op->call->loop)) {
+    op_run(op);
+    mrpc_metadata_del(op->md);
+    free(op->msg);
+    free(op->details);
+    return 0;
+  }
+  call_op *h = mrpc__malloc(op->call->alloc, sizeof *h);
+  if (!h) {
+    if (op->chunk) mrpc__free(op->call->alloc, op->chunk);
+    mrpc_metadata_del(op->md);
+    free(op->msg);
+    free(op->details);
+    return MRPC_ERR_NOMEM;
+  }
+  *h = *op;
+  mrpc_call_ref(h->call);
+  h->task.fn = op_task;
+  mrpc__loop_post(h->call->loop, &h->task);
+  return 0;
+}
+
+static void notify_writable(mrpc_call *call) {
+  if (atomic_load(&call->queued) >= call->send_limit) return;
+  if (!atomic_exchange(&call->want_writable, 0)) return;
+  /* Never call the user from inside nghttp2: post to after this round. */
+  call_op op = {.call = call, .kind = OP_WRITABLE};
+  call_op *h = mrpc__malloc(call->alloc, sizeof *h);
+  if (!h) return;
+  *h = op;
+  mrpc_call_ref(call);
+  h->task.fn = op_task;
+  mrpc__loop_post(call->loop, &h->task);
+}
+
+int mrpc_call_set_ops(mrpc_call *call, const mrpc_call_ops *ops, void *ctx) {
+  if (!call || !ops) return MRPC_ERR_INVAL;
+  call->ops = *ops;
+  call->ctx = ctx;
+  return 0;
+}
+
+int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
+  if (!call || !msg) return MRPC_ERR_INVAL;
+  const mrpc_method *m = call->method;
+  const ProtobufCMessageDescriptor *d = call->is_server ? m->response
+                                                        : m->request;
+  if (msg->descriptor != d) return MRPC_ERR_SERIALIZE;
+  if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
+  if (call->is_server) {
+    if (call->finishing) return MRPC_ERR_STATE;
+    if ((m->kind == MRPC_UNARY || m->kind == MRPC_CLIENT_STREAMING) &&
+        call->n_sent >= 1)
+      return MRPC_ERR_STATE;
+  } else if (call->send_closed) {
+    return MRPC_ERR_STATE;
+  }
+  if (atomic_load(&call->queued) >= call->send_limit) {
+    /* Set the flag, then look again: the loop may have drained meanwhile. */
+    atomic_store(&call->want_writable, 1);
+    if (atomic_load(&call->queued) >= call->send_limit) return MRPC_ERR_AGAIN;
+    atomic_store(&call->want_writable, 0);
+  }
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  if (n > call->max_send || n > UINT32_MAX) return MRPC_ERR_TOO_LARGE;
+  mrpc__chunk *c = mrpc__malloc(call->alloc, sizeof *c + MRPC__FRAME_HDR_LEN + n);
+  if (!c) return MRPC_ERR_NOMEM;
+  c->next = NULL;
+  c->off = 0;
+  c->len = MRPC__FRAME_HDR_LEN + n;
+  mrpc__frame_header(c->data, 0, (uint32_t)n);
+  protobuf_c_message_pack(msg, c->data + MRPC__FRAME_HDR_LEN);
+  call->n_sent++;
+  atomic_fetch_add(&call->queued, c->len);
+  call_op op = {.call = call, .kind = OP_SEND, .chunk = c};
+  return op_submit(&op);
+}
+
+int mrpc_call_close_send(mrpc_call *call) {
+  if (!call) return MRPC_ERR_INVAL;
+  if (call->is_server) return MRPC_ERR_STATE;
+  if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
+  if (call->send_closed) return MRPC_ERR_STATE;
+  call_op op = {.call = call, .kind = OP_CLOSE_SEND};
+  return op_submit(&op);
+}
+
+static int add_md(mrpc_call *call, enum op_kind kind, const char *key,
+                  const void *value, size_t len) {
+  if (!call || !key) return MRPC_ERR_INVAL;
+  if (!call->is_server) return MRPC_ERR_STATE;
+  if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
+  if ((kind == OP_HEADERS && call->headers_sent) || call->finishing)
+    return MRPC_ERR_STATE;
+  mrpc_metadata *md = mrpc_metadata_new(call->alloc);
+  if (!md) return MRPC_ERR_NOMEM;
+  int rv = mrpc_metadata_add(md, key, value, len);
+  if (rv) {
+    mrpc_metadata_del(md);
+    return rv;
+  }
+  call_op op = {.call = call, .kind = kind, .md = md};
+  return op_submit(&op);
+}
+
+int mrpc_call_add_header(mrpc_call *call, const char *key, const void *value,
+                         size_t len) {
+  return add_md(call, OP_HEADERS, key, value, len);
+}
+
+int mrpc_call_add_trailer(mrpc_call *call, const char *key, const void *value,
+                          size_t len) {
+  return add_md(call, OP_TRAILERS, key, value, len);
+}
+
+int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
+                     const char *message, const void *details,
+                     size_t details_len) {
+  if (!call || (int)code < 0 || (int)code > 16) return MRPC_ERR_INVAL;
+  if (!call->is_server) return MRPC_ERR_STATE;
+  if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
+  if (call->finishing) return MRPC_ERR_STATE;
+  call_op op = {.call = call, .kind = OP_FINISH, .code = code};
+  if (message && !(op.msg = strdup(message))) return MRPC_ERR_NOMEM;
+  if (details && details_len) {
+    op.details = malloc(details_len);
+    if (!op.details) {
+      free(op.msg);
+      return MRPC_ERR_NOMEM;
+    }
+    memcpy(op.details, details, details_len);
+    op.details_len = details_len;
+  }
+  return op_submit(&op);
+}
+
+int mrpc_call_cancel(mrpc_call *call) {
+  if (!call) return MRPC_ERR_INVAL;
+  if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
+  atomic_store(&call->cancelled, 1);
+  call_op op = {.call = call, .kind = OP_CANCEL};
+  return op_submit(&op);
+}
+
+void mrpc__call_rx_release(mrpc_call *call) {
+  call_op op = {.call = call, .kind = OP_RX_RELEASE};
+  op_submit(&op);
+}
+
+const mrpc_method *mrpc_call_method(const mrpc_call *call) {
+  return call->method;
+}
+
+const mrpc_metadata *mrpc_call_metadata(const mrpc_call *call) {
+  return call->md;
+}
+
+const mrpc_metadata *mrpc_call_trailers(const mrpc_call *call) {
+  return call->is_server ? NULL : call->trailers;
+}
+
+const char *mrpc_call_peer(const mrpc_call *call) { return call->peer; }
+
+int64_t mrpc_call_deadline_ms(const mrpc_call *call) {
+  return call->deadline_ms;
+}
+
+int mrpc_call_is_cancelled(const mrpc_call *call) {
+  return atomic_load(&((mrpc_call *)call)->cancelled);
+}

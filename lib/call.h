@@ -1,0 +1,158 @@
+/* The call state machine shared by server and client: headers -> messages
+ * -> half-close -> trailers, send queue with back-pressure, deadline,
+ * cancellation.  Transport events come in through mrpc__call_on_*; user
+ * operations (call.h public API) may come from any thread and are run on
+ * the call's loop. */
+#ifndef MRPC_LIB_CALL_H
+#define MRPC_LIB_CALL_H
+
+#include "conn.h"
+#include "frame.h"
+#include "loop.h"
+
+#include <minirpc/call.h>
+#include <stdatomic.h>
+
+typedef struct mrpc__server_loop mrpc__server_loop;
+typedef struct mrpc_channel mrpc_channel;
+
+/* A serialized, framed message waiting to be sent. */
+typedef struct mrpc__chunk {
+  struct mrpc__chunk *next;
+  size_t len, off;
+  uint8_t data[];
+} mrpc__chunk;
+
+/* Growable header list with the strings it had to make. */
+typedef struct mrpc__hdrbuf {
+  const mrpc_allocator *alloc;
+  mrpc__hdr *h;
+  size_t n, cap;
+  char **owned;
+  size_t n_owned, cap_owned;
+  int oom;
+} mrpc__hdrbuf;
+
+struct mrpc_call {
+  atomic_int refs;
+  const mrpc_allocator *alloc;
+  mrpc__loop *loop;
+  mrpc__conn *conn; /* NULL once the transport let go */
+  int32_t stream_id;
+  int is_server;
+  const mrpc_method *method;
+  mrpc_call_ops ops;
+  void *ctx;
+  int take_messages; /* the blocking layer keeps what on_message gets */
+
+  /* receive */
+  mrpc__deframer df;
+  size_t max_send;
+  size_t send_limit;
+  uint32_t max_header_list;
+  uint32_t hdr_bytes;
+  int hdr_overflow;
+  int rx_hold;          /* the blocking reader is behind: hold WINDOW_UPDATE */
+  size_t rx_unconsumed; /* bytes received while held */
+  unsigned n_recv;      /* messages delivered */
+  mrpc_metadata *md;    /* server: request metadata; client: response headers */
+  mrpc_metadata *trailers; /* client */
+  mrpc_status_code rx_error; /* first receive-side failure, or OK */
+  const char *rx_error_msg;
+
+  /* request/response header fields */
+  char *path;
+  int method_post, content_type_ok, te_ok;
+  int http_status;
+  int have_grpc_status, grpc_status;
+  char *grpc_message;
+  uint8_t *details;
+  size_t details_len;
+  int64_t deadline_ms; /* INT64_MAX = none */
+  int bad_timeout;
+  int bad_encoding;
+  int bad_metadata;
+  int got_headers;
+
+  /* send */
+  mrpc__chunk *sq_head, *sq_tail;
+  atomic_size_t queued; /* bytes in sq, counted from any thread */
+  atomic_int want_writable;
+  unsigned n_sent;
+  mrpc_metadata *out_headers, *out_trailers; /* server */
+  int headers_sent;
+  int finishing;     /* server: status set, trailers after the queue */
+  int send_closed;   /* client: END_STREAM after the queue */
+  int trailers_sent;
+  int remote_closed;
+  int stream_closed;
+  atomic_int done;      /* on_done delivered (or being delivered) */
+  atomic_int cancelled; /* cancelled, deadline passed, or connection lost */
+  mrpc_status status;   /* server: status to send; client: final status */
+  mrpc__timer deadline_timer;
+  char peer[128];
+
+  /* owners */
+  mrpc__server_loop *sloop; /* server */
+  mrpc_channel *channel;    /* client */
+  mrpc_call *conn_prev, *conn_next; /* calls on the same connection */
+};
+
+typedef struct mrpc__call_cfg {
+  size_t max_recv;
+  size_t max_send;
+  size_t send_limit;
+  uint32_t max_header_list;
+  const mrpc_allocator *alloc;
+} mrpc__call_cfg;
+
+/* Creates a call with one reference (the creator's).  Returns NULL on OOM. */
+mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
+                          const mrpc__call_cfg *cfg);
+
+/* ---- transport -> call (loop thread) ---- */
+void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
+                          const uint8_t *value, size_t vlen, int trailer);
+void mrpc__call_on_headers_end(mrpc_call *call, int trailer, int end_stream);
+void mrpc__call_on_data(mrpc_call *call, const uint8_t *data, size_t len);
+void mrpc__call_on_remote_end(mrpc_call *call);
+/* The stream is gone (h2_error as in RST_STREAM, or conn_lost).  The
+ * transport's reference is dropped by the caller after this returns. */
+void mrpc__call_on_stream_close(mrpc_call *call, uint32_t h2_error,
+                                int conn_lost);
+/* Data source: copies up to len queued bytes into buf.  *eof = 1 when the
+ * queue is empty and the call ended its sending side; returns 0 and *eof =
+ * 0 when nothing is ready yet (the transport then waits for resume). */
+size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof);
+/* Server: the trailers to send after the last message.  Returns 0 or
+ * MRPC_ERR_NOMEM; the caller frees hb with mrpc__hdrbuf_free. */
+int mrpc__call_build_trailers(mrpc_call *call, mrpc__hdrbuf *hb);
+/* A frame carrying END_STREAM was written for this call. */
+void mrpc__call_on_end_sent(mrpc_call *call);
+
+/* ---- server and channel -> call (loop thread) ---- */
+/* Ends a server call from the library side (unknown method, bad request,
+ * parse error...): status with trailers, handler-visible as done. */
+void mrpc__call_fail(mrpc_call *call, mrpc_status_code code, const char *msg);
+/* Arms the deadline timer when call->deadline_ms is set. */
+void mrpc__call_arm_deadline(mrpc_call *call);
+/* Client: builds request headers and submits on conn.  Returns 0 or
+ * MRPC_ERR_*; on error the call is not attached. */
+int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
+                            const char *authority, const char *user_agent,
+                            const mrpc_metadata *md);
+/* Delivers on_done with st (once); the user-visible end of the call. */
+void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
+                         const char *msg);
+/* Blocking reader caught up: reopen the window.  Any thread. */
+void mrpc__call_rx_release(mrpc_call *call);
+
+/* ---- header lists ---- */
+void mrpc__hdrbuf_init(mrpc__hdrbuf *hb, const mrpc_allocator *alloc);
+void mrpc__hdrbuf_free(mrpc__hdrbuf *hb);
+void mrpc__hdrbuf_add(mrpc__hdrbuf *hb, const char *name, const char *value,
+                      size_t vlen);
+/* Adds every entry of md, base64-encoding "-bin" values. */
+void mrpc__hdrbuf_add_md(mrpc__hdrbuf *hb, const mrpc_metadata *md);
+
+#endif

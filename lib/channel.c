@@ -1,0 +1,408 @@
+/* The client channel: one I/O thread, lazy connection, calls multiplexed.
+ * Calls wait in a pending list until a connection is up, so that a failed
+ * address can be skipped for the next and, later, load balancing can pick
+ * among several connections. */
+#include "addr.h"
+#include "alloc.h"
+#include "call.h"
+#include "conn.h"
+#include "loop.h"
+#include "metadata.h"
+#include "stream.h"
+
+#include <minirpc/channel.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define MAX_ADDRS 16
+
+struct mrpc_channel {
+  mrpc_channel_opts opts;
+  const mrpc_allocator *alloc;
+  mrpc__addr target;
+  char *authority;
+  char *user_agent;
+  mrpc__loop *loop;
+  pthread_t thread;
+  atomic_int closing;
+  /* loop thread only */
+  mrpc__conn *conn;      /* the connection new calls go to */
+  int conn_ready;
+  struct sockaddr_storage addrs[MAX_ADDRS];
+  socklen_t addr_lens[MAX_ADDRS];
+  int n_addrs, next_addr;
+  mrpc_call *pending_head, *pending_tail; /* through conn_next */
+  mrpc__conn **conns;
+  size_t n_conns, cap_conns;
+};
+
+void mrpc_channel_opts_init(mrpc_channel_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->size = sizeof *o;
+}
+
+void mrpc_call_opts_init(mrpc_call_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->size = sizeof *o;
+}
+
+static void *loop_main(void *arg) {
+  mrpc_channel *ch = arg;
+  mrpc__loop_run(ch->loop);
+  return NULL;
+}
+
+int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
+                     mrpc_channel **out) {
+  if (!target || !out) return MRPC_ERR_INVAL;
+  mrpc_channel_opts o;
+  mrpc_channel_opts_init(&o);
+  if (opts) {
+    if (opts->size < sizeof(size_t) || opts->size > sizeof o)
+      return MRPC_ERR_INVAL;
+    memcpy(&o, opts, opts->size);
+    o.size = sizeof o;
+  }
+  if (!o.max_recv_message) o.max_recv_message = 4u * 1024 * 1024;
+  if (!o.max_send_message) o.max_send_message = SIZE_MAX;
+  if (!o.send_queue_limit) o.send_queue_limit = 256 * 1024;
+  mrpc_channel *ch = mrpc__calloc(o.alloc, 1, sizeof *ch);
+  if (!ch) return MRPC_ERR_NOMEM;
+  ch->opts = o;
+  ch->alloc = o.alloc;
+  if (mrpc__addr_parse(target, &ch->target) != 0) {
+    mrpc__free(o.alloc, ch);
+    return MRPC_ERR_ADDR;
+  }
+  const char *auth = o.authority ? o.authority
+                     : ch->target.is_unix ? "localhost"
+                                          : target;
+  char ua[256];
+  snprintf(ua, sizeof ua, "%s%sminirpc-c/" MRPC_VERSION_STRING,
+           o.user_agent ? o.user_agent : "", o.user_agent ? " " : "");
+  ch->authority = mrpc__strndup(o.alloc, auth, strlen(auth));
+  ch->user_agent = mrpc__strndup(o.alloc, ua, strlen(ua));
+  int rv = ch->authority && ch->user_agent ? mrpc__loop_new(o.alloc, &ch->loop)
+                                           : MRPC_ERR_NOMEM;
+  if (rv == 0 && pthread_create(&ch->thread, NULL, loop_main, ch) != 0) {
+    mrpc__loop_del(ch->loop);
+    rv = MRPC_ERR_IO;
+  }
+  if (rv) {
+    mrpc__free(o.alloc, ch->authority);
+    mrpc__free(o.alloc, ch->user_agent);
+    mrpc__free(o.alloc, ch);
+    return rv;
+  }
+  ch->opts.authority = NULL; /* not kept: copied above */
+  ch->opts.user_agent = NULL;
+  *out = ch;
+  return 0;
+}
+
+/* ---- connections (loop thread) ---- */
+
+static void connect_next(mrpc_channel *ch);
+
+static void fail_pending(mrpc_channel *ch, mrpc_status_code code,
+                         const char *msg) {
+  while (ch->pending_head) {
+    mrpc_call *call = ch->pending_head;
+    ch->pending_head = call->conn_next;
+    call->conn_next = NULL;
+    mrpc__call_complete(call, code, msg);
+    mrpc_call_unref(call); /* the pending list's */
+  }
+  ch->pending_tail = NULL;
+}
+
+static void start_on(mrpc_channel *ch, mrpc_call *call) {
+  if (atomic_load(&call->done)) return;
+  int rv = mrpc__call_start_client(call, ch->conn, ch->authority,
+                                   ch->user_agent, call->out_headers);
+  if (rv != 0) {
+    mrpc__call_complete(call, MRPC_STATUS_UNAVAILABLE,
+                        "could not start the call on the connection");
+    return;
+  }
+  if (call->sq_head || call->send_closed) mrpc__conn_resume(ch->conn, call);
+}
+
+static void conn_ready(void *owner, mrpc__conn *c) {
+  mrpc_channel *ch = owner;
+  if (c != ch->conn) return;
+  ch->conn_ready = 1;
+  ch->next_addr = 0;
+  while (ch->pending_head) {
+    mrpc_call *call = ch->pending_head;
+    ch->pending_head = call->conn_next;
+    call->conn_next = NULL;
+    start_on(ch, call);
+    mrpc_call_unref(call);
+  }
+  ch->pending_tail = NULL;
+}
+
+static void conn_goaway(void *owner, mrpc__conn *c) {
+  mrpc_channel *ch = owner;
+  if (c == ch->conn) {
+    ch->conn = NULL; /* new calls go to a new connection */
+    ch->conn_ready = 0;
+  }
+}
+
+static void conn_closed(void *owner, mrpc__conn *c) {
+  mrpc_channel *ch = owner;
+  for (size_t i = 0; i < ch->n_conns; i++)
+    if (ch->conns[i] == c) {
+      ch->conns[i] = ch->conns[--ch->n_conns];
+      break;
+    }
+  if (c != ch->conn) return;
+  int was_ready = ch->conn_ready;
+  ch->conn = NULL;
+  ch->conn_ready = 0;
+  if (!ch->pending_head) return;
+  if (!was_ready && ch->next_addr < ch->n_addrs && !atomic_load(&ch->closing))
+    connect_next(ch); /* try the next address */
+  else
+    fail_pending(ch, MRPC_STATUS_UNAVAILABLE, "failed to connect");
+}
+
+static const mrpc__conn_owner channel_owner = {NULL, conn_closed, conn_ready,
+                                               conn_goaway};
+
+/* Starts a connection to the next address; on failure of every address
+ * the pending calls fail with UNAVAILABLE. */
+static void connect_next(mrpc_channel *ch) {
+  if (ch->next_addr == 0) {
+    /* getaddrinfo blocks this loop; issue #7 moves it off the loop. */
+    ch->n_addrs = mrpc__addr_resolve(&ch->target, 0, ch->addrs, ch->addr_lens,
+                                     MAX_ADDRS);
+    if (ch->n_addrs < 0) {
+      ch->n_addrs = 0;
+      fail_pending(ch, MRPC_STATUS_UNAVAILABLE, "could not resolve target");
+      return;
+    }
+  }
+  while (ch->next_addr < ch->n_addrs) {
+    int i = ch->next_addr++;
+    const struct sockaddr *sa = (const struct sockaddr *)&ch->addrs[i];
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0) continue;
+    if (sa->sa_family != AF_UNIX) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (connect(fd, sa, ch->addr_lens[i]) != 0 && errno != EINPROGRESS) {
+      close(fd);
+      continue;
+    }
+    if (ch->n_conns == ch->cap_conns) {
+      size_t cap = ch->cap_conns ? ch->cap_conns * 2 : 4;
+      mrpc__conn **cs = mrpc__realloc(ch->alloc, ch->conns, cap * sizeof *cs);
+      if (!cs) {
+        close(fd);
+        break;
+      }
+      ch->conns = cs;
+      ch->cap_conns = cap;
+    }
+    char peer[128];
+    mrpc__addr_format(sa, ch->addr_lens[i], peer, sizeof peer);
+    mrpc__conn_cfg cfg = {0, 0, 8192, 16 * ch->opts.send_queue_limit,
+                          ch->alloc};
+    mrpc__conn *c;
+    if (mrpc__conn_new(ch->loop, fd, 1, &cfg, peer, &channel_owner, ch, &c) !=
+        0)
+      continue;
+    ch->conns[ch->n_conns++] = c;
+    ch->conn = c;
+    ch->conn_ready = 0;
+    return;
+  }
+  ch->next_addr = 0;
+  fail_pending(ch, MRPC_STATUS_UNAVAILABLE, "failed to connect");
+}
+
+typedef struct start_task {
+  mrpc__task task;
+  mrpc_channel *ch;
+  mrpc_call *call;
+} start_task;
+
+static void start_fn(mrpc__task *t, int cancelled) {
+  start_task *st = (start_task *)t;
+  mrpc_channel *ch = st->ch;
+  mrpc_call *call = st->call;
+  mrpc__free(ch->alloc, st);
+  if (cancelled || atomic_load(&ch->closing)) {
+    mrpc__call_complete(call, MRPC_STATUS_CANCELLED, "channel closed");
+    mrpc_call_unref(call);
+    return;
+  }
+  if (atomic_load(&call->done)) {
+    mrpc_call_unref(call);
+    return;
+  }
+  mrpc__call_arm_deadline(call);
+  if (ch->conn && ch->conn_ready) {
+    start_on(ch, call);
+    mrpc_call_unref(call);
+    return;
+  }
+  /* Wait for the connection; the list keeps the task's reference. */
+  call->conn_next = NULL;
+  if (ch->pending_tail)
+    ch->pending_tail->conn_next = call;
+  else
+    ch->pending_head = call;
+  ch->pending_tail = call;
+  if (!ch->conn) connect_next(ch);
+}
+
+static int start_call(mrpc_channel *ch, const mrpc_method *m,
+                      const mrpc_call_opts *opts, const mrpc_call_ops *ops,
+                      void *ctx, int take_messages, mrpc_call **out) {
+  if (!ch || !m || !m->path || !m->request || !m->response || !out)
+    return MRPC_ERR_INVAL;
+  if (atomic_load(&ch->closing)) return MRPC_ERR_SHUTDOWN;
+  mrpc_call_opts co;
+  mrpc_call_opts_init(&co);
+  if (opts) {
+    if (opts->size < sizeof(size_t) || opts->size > sizeof co)
+      return MRPC_ERR_INVAL;
+    memcpy(&co, opts, opts->size);
+  }
+  if (co.timeout_ms < 0) return MRPC_ERR_INVAL;
+  mrpc__call_cfg cfg = {ch->opts.max_recv_message, ch->opts.max_send_message,
+                        ch->opts.send_queue_limit, 8192, ch->alloc};
+  mrpc_call *call = mrpc__call_new(ch->loop, 0, &cfg);
+  if (!call) return MRPC_ERR_NOMEM;
+  call->method = m;
+  call->channel = ch;
+  call->take_messages = take_messages;
+  if (ops) call->ops = *ops;
+  call->ctx = ctx;
+  if (co.timeout_ms > 0) call->deadline_ms = mrpc__now_ms() + co.timeout_ms;
+  if (co.metadata && mrpc_metadata_count(co.metadata)) {
+    call->out_headers = mrpc_metadata_new(ch->alloc);
+    if (!call->out_headers ||
+        mrpc__metadata_append(call->out_headers, co.metadata) != 0) {
+      mrpc_call_unref(call);
+      return MRPC_ERR_NOMEM;
+    }
+  }
+  start_task *st = mrpc__malloc(ch->alloc, sizeof *st);
+  if (!st) {
+    mrpc_call_unref(call);
+    return MRPC_ERR_NOMEM;
+  }
+  st->ch = ch;
+  st->call = mrpc_call_ref(call); /* the task's */
+  st->task.fn = start_fn;
+  *out = call;
+  mrpc__loop_post(ch->loop, &st->task);
+  return 0;
+}
+
+int mrpc_channel_start_call(mrpc_channel *ch, const mrpc_method *m,
+                            const mrpc_call_opts *opts,
+                            const mrpc_call_ops *ops, void *ctx,
+                            mrpc_call **out) {
+  return start_call(ch, m, opts, ops, ctx, 0, out);
+}
+
+int mrpc_channel_open_stream(mrpc_channel *ch, const mrpc_method *m,
+                             const mrpc_call_opts *opts, mrpc_stream **out) {
+  if (!ch || !out) return MRPC_ERR_INVAL;
+  mrpc_stream *s;
+  const mrpc_call_ops *ops;
+  int rv = mrpc__stream_client_new(ch->alloc, &s, &ops);
+  if (rv) return rv;
+  mrpc_call *call;
+  /* The stream must be attached before the loop can deliver anything:
+   * the start task runs no earlier than after this function's post. */
+  rv = start_call(ch, m, opts, ops, s, 1, &call);
+  if (rv) {
+    mrpc__stream_client_abort(s);
+    return rv;
+  }
+  mrpc__stream_attach(s, call);
+  *out = s;
+  return 0;
+}
+
+int mrpc_channel_unary(mrpc_channel *ch, const mrpc_method *m,
+                       const ProtobufCMessage *req, const mrpc_call_opts *opts,
+                       ProtobufCMessage **resp, mrpc_status *st) {
+  if (!ch || !m || !req || !resp || !st) return MRPC_ERR_INVAL;
+  *resp = NULL;
+  memset(st, 0, sizeof *st);
+  if (req->descriptor != m->request) return MRPC_ERR_SERIALIZE;
+  mrpc_stream *s;
+  int rv = mrpc_channel_open_stream(ch, m, opts, &s);
+  if (rv) return rv;
+  rv = mrpc_stream_send(s, req);
+  if (rv == 0) mrpc_stream_close_send(s);
+  ProtobufCMessage *msg = NULL;
+  if (rv == 0 || rv == MRPC_ERR_CLOSED) {
+    if (mrpc_stream_recv(s, &msg) != 1) msg = NULL;
+  } else {
+    mrpc_call_cancel(mrpc_stream_call(s));
+  }
+  mrpc_stream_finish(s, st);
+  if (st->code == MRPC_STATUS_OK && !msg) {
+    mrpc_status_free(st);
+    st->code = MRPC_STATUS_INTERNAL;
+    st->message = strdup(rv ? mrpc_strerror(rv) : "no response message");
+  }
+  if (st->code != MRPC_STATUS_OK && msg) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    msg = NULL;
+  }
+  *resp = msg;
+  return 0;
+}
+
+/* ---- teardown ---- */
+
+static void close_fn(mrpc__task *t, int cancelled) {
+  (void)cancelled;
+  mrpc_channel *ch = *(mrpc_channel **)(t + 1);
+  fail_pending(ch, MRPC_STATUS_CANCELLED, "channel closed");
+  while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
+  mrpc__loop_stop(ch->loop);
+  mrpc__free(ch->alloc, t);
+}
+
+void mrpc_channel_del(mrpc_channel *ch) {
+  if (!ch) return;
+  atomic_store(&ch->closing, 1);
+  mrpc__task *t = mrpc__malloc(ch->alloc, sizeof *t + sizeof ch);
+  if (t) {
+    *(mrpc_channel **)(t + 1) = ch;
+    t->fn = close_fn;
+    mrpc__loop_post(ch->loop, t);
+  } else {
+    mrpc__loop_stop(ch->loop);
+  }
+  pthread_join(ch->thread, NULL);
+  /* Whatever the loop did not get to, finish here: it is stopped. */
+  fail_pending(ch, MRPC_STATUS_CANCELLED, "channel closed");
+  while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
+  mrpc__loop_del(ch->loop);
+  mrpc__free(ch->alloc, ch->conns);
+  mrpc__free(ch->alloc, ch->authority);
+  mrpc__free(ch->alloc, ch->user_agent);
+  mrpc__free(ch->alloc, ch);
+}

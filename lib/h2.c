@@ -1,0 +1,572 @@
+/* HTTP/2 connections through nghttp2: socket I/O with back-pressure, and
+ * the translation of nghttp2 callbacks into call events.  The only file
+ * that includes nghttp2. */
+#include "conn.h"
+
+#include "alloc.h"
+#include "call.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_BUF 16384
+#define OUT_BUF_MAX 65536     /* gather mem_send output up to this */
+#define READS_PER_EVENT 8     /* fairness between connections */
+#define STREAM_WINDOW (1 << 20)
+#define CONN_WINDOW (16 << 20)
+
+struct mrpc__conn {
+  mrpc__loop *loop;
+  mrpc__io io;
+  nghttp2_session *ng;
+  mrpc__conn_cfg cfg;
+  const mrpc__conn_owner *owner;
+  void *owner_data;
+  char peer[128];
+  int connecting;
+  int closed;
+  int draining;
+  int got_settings;
+  int read_paused;
+  size_t queued; /* bytes queued by calls, not yet given to nghttp2 */
+  uint8_t *out;  /* bytes from nghttp2 the socket did not take yet */
+  size_t out_len, out_off;
+  int flush_posted;
+  mrpc__task flush_task;
+  mrpc__task free_task;
+  mrpc__timer goaway_timer;
+  mrpc_call *calls; /* list through conn_next/conn_prev */
+  size_t n_calls;
+};
+
+static void conn_io(mrpc__io *io, uint32_t events);
+static void conn_flush(mrpc__conn *c);
+
+/* ---- call list ---- */
+
+static void link_call(mrpc__conn *c, mrpc_call *call, int32_t sid) {
+  call->conn = c;
+  call->stream_id = sid;
+  call->conn_prev = NULL;
+  call->conn_next = c->calls;
+  if (c->calls) c->calls->conn_prev = call;
+  c->calls = call;
+  c->n_calls++;
+}
+
+static void unlink_call(mrpc__conn *c, mrpc_call *call) {
+  if (call->conn_prev)
+    call->conn_prev->conn_next = call->conn_next;
+  else
+    c->calls = call->conn_next;
+  if (call->conn_next) call->conn_next->conn_prev = call->conn_prev;
+  call->conn_prev = call->conn_next = NULL;
+  call->conn = NULL;
+  c->n_calls--;
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static mrpc_call *stream_call(nghttp2_session *s, int32_t sid) {
+  return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
+                            void *ud) {
+  mrpc__conn *c = ud;
+  if (!c->cfg.is_server || f->hd.type != NGHTTP2_HEADERS ||
+      f->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  mrpc_call *call = c->owner->new_call(c->owner_data, c, f->hd.stream_id);
+  if (!call) {
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                              NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
+  link_call(c, call, f->hd.stream_id);
+  nghttp2_session_set_stream_user_data(s, f->hd.stream_id, call);
+  return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f,
+                     const uint8_t *name, size_t nlen, const uint8_t *value,
+                     size_t vlen, uint8_t flags, void *ud) {
+  (void)flags;
+  (void)ud;
+  mrpc_call *call = stream_call(s, f->hd.stream_id);
+  if (!call) return 0;
+  int trailer = f->headers.cat == NGHTTP2_HCAT_HEADERS && call->got_headers;
+  mrpc__call_on_header(call, name, nlen, value, vlen, trailer);
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
+                         void *ud) {
+  mrpc__conn *c = ud;
+  switch (f->hd.type) {
+  case NGHTTP2_SETTINGS:
+    if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->got_settings) {
+      c->got_settings = 1;
+      if (c->owner->ready) c->owner->ready(c->owner_data, c);
+    }
+    return 0;
+  case NGHTTP2_GOAWAY:
+    c->draining = 1;
+    if (c->owner->goaway) c->owner->goaway(c->owner_data, c);
+    return 0;
+  case NGHTTP2_HEADERS: {
+    mrpc_call *call = stream_call(s, f->hd.stream_id);
+    if (!call) return 0;
+    int trailer = f->headers.cat == NGHTTP2_HCAT_HEADERS && call->got_headers;
+    int es = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    mrpc__call_on_headers_end(call, trailer, es);
+    if (es) mrpc__call_on_remote_end(call);
+    return 0;
+  }
+  case NGHTTP2_DATA: {
+    mrpc_call *call = stream_call(s, f->hd.stream_id);
+    if (call && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+      mrpc__call_on_remote_end(call);
+    return 0;
+  }
+  default:
+    return 0;
+  }
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
+                         const uint8_t *data, size_t len, void *ud) {
+  (void)flags;
+  mrpc__conn *c = ud;
+  mrpc_call *call = stream_call(s, sid);
+  if (!call) {
+    /* Stream already gone on our side: keep the connection window open. */
+    nghttp2_session_consume_connection(s, len);
+    return 0;
+  }
+  mrpc__call_on_data(call, data, len);
+  if (!call->rx_hold) {
+    nghttp2_session_consume(s, sid, len);
+  } else {
+    call->rx_unconsumed += len;
+  }
+  (void)c;
+  return 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f,
+                         void *ud) {
+  (void)ud;
+  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+      (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    mrpc_call *call = stream_call(s, f->hd.stream_id);
+    if (call) mrpc__call_on_end_sent(call);
+  }
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err,
+                           void *ud) {
+  mrpc__conn *c = ud;
+  mrpc_call *call = stream_call(s, sid);
+  if (!call) return 0;
+  nghttp2_session_set_stream_user_data(s, sid, NULL);
+  unlink_call(c, call);
+  mrpc__call_on_stream_close(call, err, 0);
+  mrpc_call_unref(call);
+  return 0;
+}
+
+static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf,
+                         size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud) {
+  (void)ud;
+  mrpc_call *call = src->ptr;
+  int eof = 0;
+  size_t n = mrpc__call_pull(call, buf, len, &eof);
+  if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
+  if (eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (call->is_server) {
+      mrpc__hdrbuf hb;
+      mrpc__hdrbuf_init(&hb, call->alloc);
+      if (mrpc__call_build_trailers(call, &hb) == 0) {
+        nghttp2_nv nv[hb.n ? hb.n : 1];
+        for (size_t i = 0; i < hb.n; i++)
+          nv[i] = (nghttp2_nv){(uint8_t *)hb.h[i].name,
+                               (uint8_t *)hb.h[i].value, hb.h[i].nlen,
+                               hb.h[i].vlen, NGHTTP2_NV_FLAG_NONE};
+        if (nghttp2_submit_trailer(s, sid, nv, hb.n) == 0)
+          *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+      mrpc__hdrbuf_free(&hb);
+    }
+  }
+  return (ssize_t)n;
+}
+
+static int submit_common(mrpc__conn *c, mrpc_call *call, const mrpc__hdr *h,
+                         size_t n, int with_body, int32_t *sid) {
+  if (c->closed) return MRPC_ERR_CLOSED;
+  nghttp2_nv nv[n ? n : 1];
+  for (size_t i = 0; i < n; i++)
+    nv[i] = (nghttp2_nv){(uint8_t *)h[i].name, (uint8_t *)h[i].value,
+                         h[i].nlen, h[i].vlen, NGHTTP2_NV_FLAG_NONE};
+  nghttp2_data_provider prd = {.source.ptr = call, .read_callback = data_read};
+  int rv;
+  if (c->cfg.is_server) {
+    rv = nghttp2_submit_response(c->ng, call->stream_id, nv, n,
+                                 with_body ? &prd : NULL);
+  } else {
+    rv = nghttp2_submit_request(c->ng, NULL, nv, n, &prd, call);
+    if (rv > 0) {
+      *sid = rv;
+      rv = 0;
+    }
+  }
+  if (rv != 0) return rv == NGHTTP2_ERR_NOMEM ? MRPC_ERR_NOMEM : MRPC_ERR_PROTO;
+  mrpc__conn_want_flush(c);
+  return 0;
+}
+
+int mrpc__conn_submit_request(mrpc__conn *c, mrpc_call *call,
+                              const mrpc__hdr *h, size_t n) {
+  if (c->draining) return MRPC_ERR_CLOSED;
+  int32_t sid = 0;
+  int rv = submit_common(c, call, h, n, 1, &sid);
+  if (rv) return rv;
+  mrpc_call_ref(call);
+  link_call(c, call, sid);
+  return 0;
+}
+
+int mrpc__conn_submit_response(mrpc__conn *c, mrpc_call *call,
+                               const mrpc__hdr *h, size_t n, int with_body) {
+  return submit_common(c, call, h, n, with_body, NULL);
+}
+
+void mrpc__conn_resume(mrpc__conn *c, mrpc_call *call) {
+  if (c->closed || call->stream_id <= 0) return;
+  nghttp2_session_resume_data(c->ng, call->stream_id);
+  mrpc__conn_want_flush(c);
+}
+
+void mrpc__conn_reset(mrpc__conn *c, mrpc_call *call, uint32_t err) {
+  if (c->closed || call->stream_id <= 0) return;
+  nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, call->stream_id, err);
+  mrpc__conn_want_flush(c);
+}
+
+void mrpc__conn_consume(mrpc__conn *c, mrpc_call *call, size_t n) {
+  if (c->closed || n == 0) return;
+  nghttp2_session_consume(c->ng, call->stream_id, n);
+  mrpc__conn_want_flush(c);
+}
+
+void mrpc__conn_queued_add(mrpc__conn *c, ssize_t delta) {
+  c->queued += (size_t)delta;
+}
+
+int mrpc__conn_draining(const mrpc__conn *c) {
+  return c->closed || c->draining;
+}
+const char *mrpc__conn_peer(const mrpc__conn *c) { return c->peer; }
+mrpc__loop *mrpc__conn_loop(const mrpc__conn *c) { return c->loop; }
+size_t mrpc__conn_stream_count(const mrpc__conn *c) { return c->n_calls; }
+
+/* ---- lifetime ---- */
+
+static void free_task(mrpc__task *t, int cancelled) {
+  (void)cancelled;
+  mrpc__conn *c = (mrpc__conn *)((char *)t - offsetof(mrpc__conn, free_task));
+  mrpc__free(c->cfg.alloc, c->out);
+  mrpc__free(c->cfg.alloc, c);
+}
+
+void mrpc__conn_close(mrpc__conn *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  mrpc__timer_stop(c->loop, &c->goaway_timer);
+  mrpc__io_stop(c->loop, &c->io);
+  close(c->io.fd);
+  c->io.fd = -1;
+  while (c->calls) {
+    mrpc_call *call = c->calls;
+    nghttp2_session_set_stream_user_data(c->ng, call->stream_id, NULL);
+    unlink_call(c, call);
+    mrpc__call_on_stream_close(call, NGHTTP2_INTERNAL_ERROR, 1);
+    mrpc_call_unref(call);
+  }
+  nghttp2_session_del(c->ng);
+  c->ng = NULL;
+  c->owner->closed(c->owner_data, c);
+  /* Freed after this loop round: an event for it may still be in hand. */
+  c->free_task.fn = free_task;
+  mrpc__loop_post(c->loop, &c->free_task);
+}
+
+static void goaway_final(mrpc__timer *t) {
+  mrpc__conn *c =
+      (mrpc__conn *)((char *)t - offsetof(mrpc__conn, goaway_timer));
+  nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(c->ng),
+                        NGHTTP2_NO_ERROR, NULL, 0);
+  conn_flush(c);
+}
+
+void mrpc__conn_shutdown(mrpc__conn *c) {
+  if (c->closed || c->draining) return;
+  c->draining = 1;
+  if (c->cfg.is_server) {
+    /* Two GOAWAYs: a notice with the highest id, then the real last id
+     * once requests already in flight towards us have arrived. */
+    nghttp2_submit_shutdown_notice(c->ng);
+    mrpc__timer_start(c->loop, &c->goaway_timer, mrpc__now_ms() + 100,
+                      goaway_final);
+  } else {
+    nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL,
+                          0);
+  }
+  conn_flush(c);
+}
+
+/* ---- socket I/O ---- */
+
+static void update_interest(mrpc__conn *c) {
+  uint32_t ev = 0;
+  int backed_up = c->out_len > c->out_off;
+  /* Stop reading while our output is blocked and a lot is queued: a peer
+   * that does not read must not make us buffer without limit. */
+  if (backed_up && c->queued + (c->out_len - c->out_off) > c->cfg.queue_limit)
+    c->read_paused = 1;
+  else if (c->queued < c->cfg.queue_limit / 2 || !backed_up)
+    c->read_paused = 0;
+  if (!c->read_paused && !c->connecting) ev |= EPOLLIN;
+  if (backed_up || c->connecting) ev |= EPOLLOUT;
+  mrpc__io_set(c->loop, &c->io, ev);
+}
+
+/* Writes what nghttp2 has while the socket takes it. */
+static void conn_flush(mrpc__conn *c) {
+  if (c->closed || c->connecting) return;
+  for (;;) {
+    while (c->out_off < c->out_len) {
+      ssize_t w = send(c->io.fd, c->out + c->out_off, c->out_len - c->out_off,
+                       MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          update_interest(c);
+          return;
+        }
+        mrpc__conn_close(c);
+        return;
+      }
+      c->out_off += (size_t)w;
+    }
+    c->out_off = c->out_len = 0;
+    /* Gather several frames into one send(). */
+    while (c->out_len < OUT_BUF_MAX) {
+      const uint8_t *p;
+      ssize_t n = nghttp2_session_mem_send(c->ng, &p);
+      if (n < 0) {
+        mrpc__conn_close(c);
+        return;
+      }
+      if (n == 0) break;
+      if (c->out_len == 0 && (size_t)n >= OUT_BUF_MAX) {
+        /* Big frame: send straight from nghttp2's buffer, keep the rest. */
+        ssize_t w = send(c->io.fd, p, (size_t)n, MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+            errno != EINTR) {
+          mrpc__conn_close(c);
+          return;
+        }
+        if (w < 0) w = 0;
+        p += w;
+        n -= w;
+        if (n == 0) continue;
+      }
+      uint8_t *o = mrpc__realloc(c->cfg.alloc, c->out,
+                                 c->out_len + (size_t)n > OUT_BUF_MAX
+                                     ? c->out_len + (size_t)n
+                                     : OUT_BUF_MAX);
+      if (!o) {
+        mrpc__conn_close(c);
+        return;
+      }
+      c->out = o;
+      memcpy(c->out + c->out_len, p, (size_t)n);
+      c->out_len += (size_t)n;
+    }
+    if (c->out_len == 0) break;
+  }
+  if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng)) {
+    mrpc__conn_close(c);
+    return;
+  }
+  if (c->draining && c->cfg.is_server && c->n_calls == 0 &&
+      !c->goaway_timer.heap_idx) {
+    /* Final GOAWAY sent and nothing left: done. */
+    mrpc__conn_close(c);
+    return;
+  }
+  update_interest(c);
+}
+
+static void flush_task(mrpc__task *t, int cancelled) {
+  mrpc__conn *c =
+      (mrpc__conn *)((char *)t - offsetof(mrpc__conn, flush_task));
+  c->flush_posted = 0;
+  if (!cancelled) conn_flush(c);
+}
+
+void mrpc__conn_want_flush(mrpc__conn *c) {
+  if (c->flush_posted || c->closed) return;
+  c->flush_posted = 1;
+  c->flush_task.fn = flush_task;
+  mrpc__loop_post(c->loop, &c->flush_task);
+}
+
+static void conn_read(mrpc__conn *c) {
+  uint8_t buf[READ_BUF];
+  for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->read_paused;
+       i++) {
+    ssize_t r = recv(c->io.fd, buf, sizeof buf, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      mrpc__conn_close(c);
+      return;
+    }
+    if (r == 0) {
+      mrpc__conn_close(c);
+      return;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(c->ng, buf, (size_t)r);
+    if (rv < 0) {
+      /* Fatal for the session (bad preface, flood, protocol error): try to
+       * get the GOAWAY nghttp2 queued out, then close. */
+      conn_flush(c);
+      mrpc__conn_close(c);
+      return;
+    }
+    if ((size_t)r < sizeof buf) break;
+  }
+  conn_flush(c);
+}
+
+static void conn_io(mrpc__io *io, uint32_t events) {
+  mrpc__conn *c = (mrpc__conn *)((char *)io - offsetof(mrpc__conn, io));
+  if (c->closed) return;
+  if (c->connecting) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err) {
+      mrpc__conn_close(c);
+      return;
+    }
+    c->connecting = 0;
+    conn_flush(c);
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_read(c);
+  if (!c->closed && (events & EPOLLOUT)) conn_flush(c);
+}
+
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f,
+                            int lib_error, void *ud) {
+  (void)s;
+  (void)f;
+  (void)lib_error;
+  (void)ud;
+  return 0;
+}
+
+int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
+                   const mrpc__conn_cfg *cfg, const char *peer,
+                   const mrpc__conn_owner *owner, void *owner_data,
+                   mrpc__conn **out) {
+  mrpc__conn *c = mrpc__calloc(cfg->alloc, 1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return MRPC_ERR_NOMEM;
+  }
+  c->loop = loop;
+  c->cfg = *cfg;
+  c->owner = owner;
+  c->owner_data = owner_data;
+  c->connecting = connecting;
+  c->io.fd = fd;
+  snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "");
+
+  nghttp2_session_callbacks *cbs;
+  nghttp2_option *opt;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) goto oom;
+  if (nghttp2_option_new(&opt) != 0) {
+    nghttp2_session_callbacks_del(cbs);
+    goto oom;
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
+                                                          on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
+                                                            on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
+                                                         on_stream_close);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(
+      cbs, on_invalid_frame);
+  /* Windows are reopened as the application takes the data. */
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  if (cfg->is_server)
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+
+  nghttp2_mem mem = {0};
+  (void)mem;
+  int rv = cfg->is_server ? nghttp2_session_server_new2(&c->ng, cbs, c, opt)
+                          : nghttp2_session_client_new2(&c->ng, cbs, c, opt);
+  nghttp2_session_callbacks_del(cbs);
+  nghttp2_option_del(opt);
+  if (rv != 0) goto oom;
+
+  nghttp2_settings_entry iv[4];
+  size_t niv = 0;
+  if (cfg->is_server)
+    iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                         cfg->max_concurrent_streams};
+  iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+                                       cfg->max_header_list};
+  iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                                       STREAM_WINDOW};
+  if (!cfg->is_server)
+    iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, niv) != 0 ||
+      nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
+                                            CONN_WINDOW) != 0) {
+    nghttp2_session_del(c->ng);
+    goto oom;
+  }
+  uint32_t ev = connecting ? EPOLLOUT : EPOLLIN;
+  if (mrpc__io_start(loop, &c->io, fd, ev, conn_io) != 0) {
+    nghttp2_session_del(c->ng);
+    close(fd);
+    mrpc__free(cfg->alloc, c);
+    return MRPC_ERR_IO;
+  }
+  mrpc__conn_want_flush(c);
+  *out = c;
+  return 0;
+oom:
+  close(fd);
+  mrpc__free(cfg->alloc, c);
+  return MRPC_ERR_NOMEM;
+}

@@ -1,0 +1,259 @@
+/* epoll event loop with a timer heap and a cross-thread task queue. */
+#include "loop.h"
+
+#include "alloc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 64
+
+struct mrpc__loop {
+  const mrpc_allocator *alloc;
+  int epfd;
+  mrpc__io wake; /* eventfd: other threads post tasks */
+  atomic_int stop;
+  pthread_t thread;
+  atomic_int running;
+  /* Tasks: guarded by mu; wake_pending avoids redundant eventfd writes. */
+  pthread_mutex_t mu;
+  mrpc__task *head, *tail;
+  int wake_pending;
+  /* Timer min-heap by when_ms (1-based indices stored in timers). */
+  mrpc__timer **heap;
+  size_t heap_len, heap_cap;
+};
+
+int64_t mrpc__now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wake_cb(mrpc__io *io, uint32_t events) {
+  uint64_t v;
+  (void)events;
+  /* Draining the counter is enough: the tasks are taken after dispatch. */
+  while (read(io->fd, &v, sizeof v) < 0 && errno == EINTR) {
+  }
+}
+
+int mrpc__loop_new(const mrpc_allocator *alloc, mrpc__loop **out) {
+  mrpc__loop *l = mrpc__calloc(alloc, 1, sizeof *l);
+  if (!l) return MRPC_ERR_NOMEM;
+  l->alloc = alloc;
+  l->epfd = epoll_create1(EPOLL_CLOEXEC);
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (l->epfd < 0 || efd < 0) {
+    if (l->epfd >= 0) close(l->epfd);
+    if (efd >= 0) close(efd);
+    mrpc__free(alloc, l);
+    return MRPC_ERR_IO;
+  }
+  pthread_mutex_init(&l->mu, NULL);
+  if (mrpc__io_start(l, &l->wake, efd, EPOLLIN, wake_cb) != 0) {
+    close(efd);
+    close(l->epfd);
+    pthread_mutex_destroy(&l->mu);
+    mrpc__free(alloc, l);
+    return MRPC_ERR_IO;
+  }
+  *out = l;
+  return 0;
+}
+
+void mrpc__loop_del(mrpc__loop *l) {
+  if (!l) return;
+  mrpc__task *t = l->head;
+  l->head = l->tail = NULL;
+  while (t) {
+    mrpc__task *next = t->next;
+    t->fn(t, 1);
+    t = next;
+  }
+  mrpc__io_stop(l, &l->wake);
+  close(l->wake.fd);
+  close(l->epfd);
+  pthread_mutex_destroy(&l->mu);
+  mrpc__free(l->alloc, l->heap);
+  mrpc__free(l->alloc, l);
+}
+
+const mrpc_allocator *mrpc__loop_alloc(const mrpc__loop *l) {
+  return l->alloc;
+}
+
+int mrpc__loop_on_thread(const mrpc__loop *l) {
+  return atomic_load(&((mrpc__loop *)l)->running) &&
+         pthread_equal(l->thread, pthread_self());
+}
+
+void mrpc__loop_stop(mrpc__loop *l) {
+  atomic_store(&l->stop, 1);
+  uint64_t one = 1;
+  ssize_t r = write(l->wake.fd, &one, sizeof one);
+  (void)r;
+}
+
+void mrpc__loop_post(mrpc__loop *l, mrpc__task *t) {
+  t->next = NULL;
+  pthread_mutex_lock(&l->mu);
+  if (l->tail)
+    l->tail->next = t;
+  else
+    l->head = t;
+  l->tail = t;
+  int need_wake = !l->wake_pending && !mrpc__loop_on_thread(l);
+  if (need_wake) l->wake_pending = 1;
+  pthread_mutex_unlock(&l->mu);
+  if (need_wake) {
+    uint64_t one = 1;
+    ssize_t r = write(l->wake.fd, &one, sizeof one);
+    (void)r;
+  }
+}
+
+/* Runs the tasks queued so far; tasks they post wait for the next round so
+ * that a task re-posting itself can not starve I/O. */
+static int run_tasks(mrpc__loop *l) {
+  pthread_mutex_lock(&l->mu);
+  mrpc__task *t = l->head;
+  l->head = l->tail = NULL;
+  l->wake_pending = 0;
+  pthread_mutex_unlock(&l->mu);
+  int n = 0;
+  while (t) {
+    mrpc__task *next = t->next;
+    t->fn(t, 0);
+    t = next;
+    n++;
+  }
+  return n;
+}
+
+/* ---- timers ---- */
+
+static void heap_swap(mrpc__loop *l, size_t a, size_t b) {
+  mrpc__timer *t = l->heap[a];
+  l->heap[a] = l->heap[b];
+  l->heap[b] = t;
+  l->heap[a]->heap_idx = a + 1;
+  l->heap[b]->heap_idx = b + 1;
+}
+
+static void heap_up(mrpc__loop *l, size_t i) {
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (l->heap[p]->when_ms <= l->heap[i]->when_ms) break;
+    heap_swap(l, p, i);
+    i = p;
+  }
+}
+
+static void heap_down(mrpc__loop *l, size_t i) {
+  for (;;) {
+    size_t c = 2 * i + 1, m = i;
+    if (c < l->heap_len && l->heap[c]->when_ms < l->heap[m]->when_ms) m = c;
+    if (c + 1 < l->heap_len && l->heap[c + 1]->when_ms < l->heap[m]->when_ms)
+      m = c + 1;
+    if (m == i) break;
+    heap_swap(l, i, m);
+    i = m;
+  }
+}
+
+void mrpc__timer_stop(mrpc__loop *l, mrpc__timer *t) {
+  if (!t->heap_idx) return;
+  size_t i = t->heap_idx - 1;
+  t->heap_idx = 0;
+  l->heap_len--;
+  if (i == l->heap_len) return;
+  l->heap[i] = l->heap[l->heap_len];
+  l->heap[i]->heap_idx = i + 1;
+  heap_up(l, i);
+  heap_down(l, l->heap[i]->heap_idx - 1);
+}
+
+int mrpc__timer_start(mrpc__loop *l, mrpc__timer *t, int64_t when_ms,
+                      mrpc__timer_cb cb) {
+  mrpc__timer_stop(l, t);
+  if (l->heap_len == l->heap_cap) {
+    size_t cap = l->heap_cap ? l->heap_cap * 2 : 16;
+    mrpc__timer **h = mrpc__realloc(l->alloc, l->heap, cap * sizeof *h);
+    if (!h) return MRPC_ERR_NOMEM;
+    l->heap = h;
+    l->heap_cap = cap;
+  }
+  t->when_ms = when_ms;
+  t->cb = cb;
+  l->heap[l->heap_len] = t;
+  t->heap_idx = ++l->heap_len;
+  heap_up(l, l->heap_len - 1);
+  return 0;
+}
+
+static void run_timers(mrpc__loop *l) {
+  int64_t now = mrpc__now_ms();
+  while (l->heap_len && l->heap[0]->when_ms <= now) {
+    mrpc__timer *t = l->heap[0];
+    mrpc__timer_stop(l, t);
+    t->cb(t);
+  }
+}
+
+/* ---- io ---- */
+
+int mrpc__io_start(mrpc__loop *l, mrpc__io *io, int fd, uint32_t events,
+                   mrpc__io_cb cb) {
+  struct epoll_event ev = {.events = events, .data.ptr = io};
+  io->fd = fd;
+  io->events = events;
+  io->cb = cb;
+  return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : MRPC_ERR_IO;
+}
+
+int mrpc__io_set(mrpc__loop *l, mrpc__io *io, uint32_t events) {
+  if (io->events == events) return 0;
+  struct epoll_event ev = {.events = events, .data.ptr = io};
+  io->events = events;
+  return epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) == 0 ? 0
+                                                             : MRPC_ERR_IO;
+}
+
+void mrpc__io_stop(mrpc__loop *l, mrpc__io *io) {
+  if (io->fd >= 0) epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+}
+
+void mrpc__loop_run(mrpc__loop *l) {
+  struct epoll_event evs[MAX_EVENTS];
+  l->thread = pthread_self();
+  atomic_store(&l->running, 1);
+  while (!atomic_load(&l->stop)) {
+    int timeout = -1;
+    pthread_mutex_lock(&l->mu);
+    int have_tasks = l->head != NULL;
+    pthread_mutex_unlock(&l->mu);
+    if (have_tasks) {
+      timeout = 0;
+    } else if (l->heap_len) {
+      int64_t d = l->heap[0]->when_ms - mrpc__now_ms();
+      timeout = d < 0 ? 0 : d > 60000 ? 60000 : (int)d;
+    }
+    int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
+    for (int i = 0; i < n; i++) {
+      mrpc__io *io = evs[i].data.ptr;
+      io->cb(io, evs[i].events);
+    }
+    run_timers(l);
+    run_tasks(l);
+  }
+  atomic_store(&l->running, 0);
+  atomic_store(&l->stop, 0);
+}

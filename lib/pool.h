@@ -1,0 +1,27 @@
+/* Worker threads for blocking handlers.  Grows on demand up to a maximum;
+ * a job waits in a queue only when every worker is busy and the maximum is
+ * reached.  Thread-safe. */
+#ifndef MRPC_LIB_POOL_H
+#define MRPC_LIB_POOL_H
+
+#include <minirpc/common.h>
+
+typedef struct mrpc__job mrpc__job;
+struct mrpc__job {
+  mrpc__job *next;
+  void (*fn)(mrpc__job *job);
+};
+
+typedef struct mrpc__pool mrpc__pool;
+
+int mrpc__pool_new(int max_workers, const mrpc_allocator *alloc,
+                   mrpc__pool **out);
+/* Queues job (owned by the caller until fn runs).  Returns 0 or
+ * MRPC_ERR_SHUTDOWN (pool stopping). */
+int mrpc__pool_submit(mrpc__pool *p, mrpc__job *job);
+/* Waits until no job is queued or running. */
+void mrpc__pool_wait_idle(mrpc__pool *p);
+/* Waits for the jobs, stops and joins the workers, frees.  NULL no-op. */
+void mrpc__pool_del(mrpc__pool *p);
+
+#endif

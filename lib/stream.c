@@ -1,0 +1,282 @@
+/* Blocking streams: worker threads wait on a condition variable while the
+ * I/O thread drives the call through the event API. */
+#include "stream.h"
+
+#include "alloc.h"
+#include "call.h"
+#include "status.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Receive window hold: past these the I/O thread stops reopening the
+ * HTTP/2 window until the reader catches up (flow control, not memory). */
+#define INBOX_HOLD_BYTES (256 * 1024)
+#define INBOX_HOLD_COUNT 64
+
+typedef struct inmsg {
+  struct inmsg *next;
+  ProtobufCMessage *msg;
+  size_t size;
+} inmsg;
+
+struct mrpc_stream {
+  const mrpc_allocator *alloc;
+  mrpc_call *call; /* a reference of the stream's own */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  inmsg *head, *tail;
+  size_t inbox_bytes, inbox_count;
+  int held;
+  int half_closed, done, writable, discard;
+  int refs; /* under mu: handler side + call side (server) */
+  mrpc_status final;
+  /* server */
+  int is_server;
+  mrpc_blocking_handler handler;
+  void *user;
+  mrpc__job job;
+  int status_set;
+  mrpc_status reply;
+};
+
+static void inbox_clear(mrpc_stream *s) {
+  while (s->head) {
+    inmsg *m = s->head;
+    s->head = m->next;
+    protobuf_c_message_free_unpacked(m->msg, NULL);
+    mrpc__free(s->alloc, m);
+  }
+  s->tail = NULL;
+  s->inbox_bytes = s->inbox_count = 0;
+}
+
+static void stream_free(mrpc_stream *s) {
+  inbox_clear(s);
+  mrpc_status_free(&s->final);
+  mrpc_status_free(&s->reply);
+  mrpc_call_unref(s->call);
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->mu);
+  mrpc__free(s->alloc, s);
+}
+
+/* Drops one side's hold on the stream; frees it on the last. */
+static void stream_release(mrpc_stream *s) {
+  pthread_mutex_lock(&s->mu);
+  int last = --s->refs == 0;
+  pthread_mutex_unlock(&s->mu);
+  if (last) stream_free(s);
+}
+
+/* ---- I/O thread side ---- */
+
+static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
+                       void *ctx) {
+  mrpc_stream *s = ctx;
+  ProtobufCMessage *m = (ProtobufCMessage *)msg; /* take_messages: ours */
+  pthread_mutex_lock(&s->mu);
+  inmsg *n = s->discard ? NULL : mrpc__malloc(s->alloc, sizeof *n);
+  if (!n) {
+    pthread_mutex_unlock(&s->mu);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (!s->discard) mrpc_call_cancel(call);
+    return;
+  }
+  n->next = NULL;
+  n->msg = m;
+  n->size = protobuf_c_message_get_packed_size(m);
+  if (s->tail)
+    s->tail->next = n;
+  else
+    s->head = n;
+  s->tail = n;
+  s->inbox_bytes += n->size;
+  s->inbox_count++;
+  if (s->inbox_bytes > INBOX_HOLD_BYTES || s->inbox_count > INBOX_HOLD_COUNT) {
+    s->held = 1;
+    call->rx_hold = 1;
+  }
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void on_half_close(mrpc_call *call, void *ctx) {
+  (void)call;
+  mrpc_stream *s = ctx;
+  pthread_mutex_lock(&s->mu);
+  s->half_closed = 1;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void on_writable(mrpc_call *call, void *ctx) {
+  (void)call;
+  mrpc_stream *s = ctx;
+  pthread_mutex_lock(&s->mu);
+  s->writable = 1;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
+  (void)call;
+  mrpc_stream *s = ctx;
+  pthread_mutex_lock(&s->mu);
+  s->done = 1;
+  mrpc__status_set(&s->final, st->code, st->message, st->details,
+                   st->details_len);
+  pthread_cond_broadcast(&s->cv);
+  int last = --s->refs == 0;
+  pthread_mutex_unlock(&s->mu);
+  if (last) stream_free(s);
+}
+
+static const mrpc_call_ops stream_ops = {on_message, on_half_close,
+                                         on_writable, on_done};
+
+/* ---- worker side ---- */
+
+int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
+  if (!s || !out) return MRPC_ERR_INVAL;
+  *out = NULL;
+  pthread_mutex_lock(&s->mu);
+  while (!s->head && !s->done && !(s->is_server && s->half_closed))
+    pthread_cond_wait(&s->cv, &s->mu);
+  if (s->head) {
+    inmsg *m = s->head;
+    s->head = m->next;
+    if (!s->head) s->tail = NULL;
+    s->inbox_bytes -= m->size;
+    s->inbox_count--;
+    int release = s->held && s->inbox_bytes <= INBOX_HOLD_BYTES / 2 &&
+                  s->inbox_count <= INBOX_HOLD_COUNT / 2;
+    if (release) s->held = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (release) mrpc__call_rx_release(s->call);
+    *out = m->msg;
+    mrpc__free(s->alloc, m);
+    return 1;
+  }
+  int rv = 0;
+  if (s->is_server)
+    rv = s->half_closed && !s->done ? 0 : (s->half_closed ? 0 : MRPC_ERR_CLOSED);
+  else
+    rv = s->final.code == MRPC_STATUS_OK ? 0 : MRPC_ERR_CLOSED;
+  if (s->is_server && s->done && mrpc_call_is_cancelled(s->call))
+    rv = MRPC_ERR_CLOSED;
+  pthread_mutex_unlock(&s->mu);
+  return rv;
+}
+
+int mrpc_stream_send(mrpc_stream *s, const ProtobufCMessage *msg) {
+  if (!s || !msg) return MRPC_ERR_INVAL;
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    s->writable = 0;
+    pthread_mutex_unlock(&s->mu);
+    int rv = mrpc_call_send(s->call, msg);
+    if (rv != MRPC_ERR_AGAIN) return rv;
+    pthread_mutex_lock(&s->mu);
+    while (!s->writable && !s->done) pthread_cond_wait(&s->cv, &s->mu);
+    int done = s->done;
+    pthread_mutex_unlock(&s->mu);
+    if (done) return MRPC_ERR_CLOSED;
+  }
+}
+
+mrpc_call *mrpc_stream_call(mrpc_stream *s) { return s ? s->call : NULL; }
+
+int mrpc_stream_set_status(mrpc_stream *s, mrpc_status_code code,
+                           const char *message, const void *details,
+                           size_t details_len) {
+  if (!s || (int)code < 0 || (int)code > 16) return MRPC_ERR_INVAL;
+  if (!s->is_server) return MRPC_ERR_STATE;
+  s->status_set = 1;
+  return mrpc__status_set(&s->reply, code, message, details, details_len);
+}
+
+int mrpc_stream_close_send(mrpc_stream *s) {
+  if (!s) return MRPC_ERR_INVAL;
+  return mrpc_call_close_send(s->call);
+}
+
+int mrpc_stream_finish(mrpc_stream *s, mrpc_status *st) {
+  if (!s || s->is_server) return MRPC_ERR_INVAL;
+  pthread_mutex_lock(&s->mu);
+  /* Unread messages would hold the window shut and the call open. */
+  s->discard = 1;
+  int release = s->held;
+  s->held = 0;
+  inbox_clear(s);
+  pthread_mutex_unlock(&s->mu);
+  if (release) mrpc__call_rx_release(s->call);
+  pthread_mutex_lock(&s->mu);
+  while (!s->done) pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  if (st) {
+    *st = s->final;
+    memset(&s->final, 0, sizeof s->final);
+  }
+  stream_free(s);
+  return 0;
+}
+
+/* ---- server ---- */
+
+static void serve_job(mrpc__job *job) {
+  mrpc_stream *s = (mrpc_stream *)((char *)job - offsetof(mrpc_stream, job));
+  s->handler(s, s->user);
+  if (s->status_set)
+    mrpc_call_finish(s->call, s->reply.code, s->reply.message,
+                     s->reply.details, s->reply.details_len);
+  else
+    mrpc_call_finish(s->call, MRPC_STATUS_UNKNOWN,
+                     "handler returned without a status", NULL, 0);
+  stream_release(s);
+}
+
+static mrpc_stream *stream_new(const mrpc_allocator *alloc) {
+  mrpc_stream *s = mrpc__calloc(alloc, 1, sizeof *s);
+  if (!s) return NULL;
+  s->alloc = alloc;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  return s;
+}
+
+int mrpc__stream_serve(mrpc_call *call, mrpc_blocking_handler handler,
+                       void *user, mrpc__pool *pool) {
+  mrpc_stream *s = stream_new(call->alloc);
+  if (!s) return MRPC_ERR_NOMEM;
+  s->is_server = 1;
+  s->handler = handler;
+  s->user = user;
+  s->call = mrpc_call_ref(call);
+  s->refs = 2;
+  s->job.fn = serve_job;
+  call->take_messages = 1;
+  mrpc_call_set_ops(call, &stream_ops, s);
+  int rv = mrpc__pool_submit(pool, &s->job);
+  if (rv) s->refs--; /* no handler will run; on_done frees the stream */
+  return rv;
+}
+
+/* ---- client ---- */
+
+int mrpc__stream_client_new(const mrpc_allocator *alloc, mrpc_stream **out,
+                            const mrpc_call_ops **ops) {
+  mrpc_stream *s = stream_new(alloc);
+  if (!s) return MRPC_ERR_NOMEM;
+  /* The finishing thread frees the stream; on_done's release is the
+   * only other one and must not free it first. */
+  s->refs = 2;
+  *out = s;
+  *ops = &stream_ops;
+  return 0;
+}
+
+void mrpc__stream_attach(mrpc_stream *s, mrpc_call *call) { s->call = call; }
+
+void mrpc__stream_client_abort(mrpc_stream *s) { stream_free(s); }

@@ -1,0 +1,824 @@
+/* interop_client: the gRPC interop test cases (grpc/grpc
+ * doc/interop-test-descriptions.md) run against any TestService server.
+ *
+ *   interop_client --server_host=H --server_port=N --test_case=NAME[,NAME..]
+ *                  [--use_tls=false] [--server_host_override=AUTHORITY]
+ *
+ * NAME is a case below or "all".  Prints "PASS name" or "FAIL name: why"
+ * per case; exits 0 only when every case passed (2 on bad usage).  Calls go
+ * through the blocking API; empty_unary and large_unary also run through the
+ * event-driven API so that both client styles meet real peers.
+ * SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <minirpc/minirpc.h>
+
+#include "test.pb-c.h"
+
+#define CALL_TIMEOUT_MS 10000 /* every call gets a deadline: nothing hangs */
+#define LARGE_REQ 271828
+#define LARGE_RESP 314159
+#define ECHO_INITIAL "x-grpc-test-echo-initial"
+#define ECHO_INITIAL_VALUE "test_initial_metadata_value"
+#define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
+#define ECHO_TRAILING_VALUE "\xab\xab\xab"
+
+static const int32_t k_req_sizes[4] = {27182, 8, 1828, 45904};
+static const int32_t k_resp_sizes[4] = {31415, 9, 2653, 58979};
+
+/* Every request body is zeros: one shared buffer, never written. */
+static uint8_t g_zeros[LARGE_REQ];
+
+/* ---- methods (codegen will generate these later) ---------------------- */
+
+enum {
+  M_EMPTY, M_UNARY, M_OUTPUT, M_INPUT, M_FULL, M_UNIMPLEMENTED,
+  M_UNIMPLEMENTED_SERVICE, M_COUNT
+};
+
+#define TS "/grpc.testing.TestService/"
+#define D(name) (&grpc__testing__##name##__descriptor)
+static const mrpc_method k_methods[M_COUNT] = {
+  [M_EMPTY] = {TS "EmptyCall", MRPC_UNARY, D(empty), D(empty)},
+  [M_UNARY] = {TS "UnaryCall", MRPC_UNARY, D(simple_request),
+               D(simple_response)},
+  [M_OUTPUT] = {TS "StreamingOutputCall", MRPC_SERVER_STREAMING,
+                D(streaming_output_call_request),
+                D(streaming_output_call_response)},
+  [M_INPUT] = {TS "StreamingInputCall", MRPC_CLIENT_STREAMING,
+               D(streaming_input_call_request),
+               D(streaming_input_call_response)},
+  [M_FULL] = {TS "FullDuplexCall", MRPC_BIDI_STREAMING,
+              D(streaming_output_call_request),
+              D(streaming_output_call_response)},
+  [M_UNIMPLEMENTED] = {TS "UnimplementedCall", MRPC_UNARY, D(empty),
+                       D(empty)},
+  [M_UNIMPLEMENTED_SERVICE] = {"/grpc.testing.UnimplementedService/"
+                               "UnimplementedCall",
+                               MRPC_UNARY, D(empty), D(empty)},
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static const char *g_case;  /* the case running, for fatal errors */
+static char g_why[1024];    /* why the case running failed */
+
+/* Records why the case failed; returns false for `return fail(...)`. */
+static bool fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_why, sizeof g_why, fmt, ap);
+  va_end(ap);
+  return false;
+}
+
+static const char *code_name(int code) {
+  const char *n = mrpc_status_code_name(code);
+  return n ? n : "?";
+}
+
+static mrpc_call_opts *call_opts(mrpc_call_opts *o, const mrpc_metadata *md,
+                                 int64_t timeout_ms) {
+  mrpc_call_opts_init(o);
+  o->timeout_ms = timeout_ms;
+  o->metadata = md;
+  return o;
+}
+
+static Grpc__Testing__Payload zero_payload(size_t len) {
+  Grpc__Testing__Payload p = GRPC__TESTING__PAYLOAD__INIT;
+  p.body.data = g_zeros;
+  p.body.len = len;
+  return p;
+}
+
+/* Checks the status; msg NULL means any message. */
+static bool expect_status(const char *what, const mrpc_status *st,
+                          mrpc_status_code code, const char *msg) {
+  const char *got = st->message ? st->message : "";
+  if (st->code != code)
+    return fail("%s: status %s (%d) \"%s\", want %s", what,
+                code_name(st->code), st->code, got, code_name(code));
+  if (msg && strcmp(got, msg) != 0)
+    return fail("%s: status message \"%s\", want \"%s\"", what, got, msg);
+  return true;
+}
+
+static bool check_body(const char *what, const Grpc__Testing__Payload *p,
+                       size_t want) {
+  if (!p) return fail("%s: response has no payload", what);
+  if (p->body.len != want)
+    return fail("%s: payload of %zu bytes, want %zu", what, p->body.len, want);
+  for (size_t i = 0; i < p->body.len; i++)
+    if (p->body.data[i] != 0) return fail("%s: payload not all zero", what);
+  return true;
+}
+
+/* Blocking unary call with the standard deadline. */
+static bool unary(mrpc_channel *ch, int m, const ProtobufCMessage *req,
+                  ProtobufCMessage **resp, mrpc_status *st) {
+  mrpc_call_opts o;
+  int rc = mrpc_channel_unary(ch, &k_methods[m], req,
+                              call_opts(&o, NULL, CALL_TIMEOUT_MS), resp, st);
+  if (rc != 0) return fail("mrpc_channel_unary: %s", mrpc_strerror(rc));
+  return true;
+}
+
+static mrpc_stream *open_stream(mrpc_channel *ch, int m,
+                                const mrpc_metadata *md, int64_t timeout_ms) {
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  int rc = mrpc_channel_open_stream(ch, &k_methods[m],
+                                    call_opts(&o, md, timeout_ms), &s);
+  if (rc != 0) {
+    fail("mrpc_channel_open_stream: %s", mrpc_strerror(rc));
+    return NULL;
+  }
+  return s;
+}
+
+/* Gives up on a stream after a failed check: cancels (so that finish does
+ * not wait for the deadline), frees it, and adds the final status to the
+ * reason (it explains an early end).  Returns false. */
+static bool abort_stream(mrpc_stream *s) {
+  mrpc_status st = {0};
+  mrpc_call_cancel(mrpc_stream_call(s));
+  mrpc_stream_finish(s, &st);
+  size_t n = strlen(g_why);
+  snprintf(g_why + n, sizeof g_why - n, " [call status %s: \"%s\"]",
+           code_name(st.code), st.message ? st.message : "");
+  mrpc_status_free(&st);
+  return false;
+}
+
+/* Sends a StreamingOutputCallRequest with a req_len payload asking for one
+ * response of resp_len bytes (none when resp_len < 0). */
+static bool send_output_req(mrpc_stream *s, int32_t resp_len,
+                            size_t req_len) {
+  Grpc__Testing__ResponseParameters rp =
+      GRPC__TESTING__RESPONSE_PARAMETERS__INIT;
+  Grpc__Testing__ResponseParameters *rps[1] = {&rp};
+  Grpc__Testing__Payload p = zero_payload(req_len);
+  Grpc__Testing__StreamingOutputCallRequest req =
+      GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
+  rp.size = resp_len;
+  if (resp_len >= 0) {
+    req.n_response_parameters = 1;
+    req.response_parameters = rps;
+  }
+  req.payload = &p;
+  int rc = mrpc_stream_send(s, &req.base);
+  if (rc != 0) return fail("send: %s", mrpc_strerror(rc));
+  return true;
+}
+
+/* Receives one StreamingOutputCallResponse and checks its payload. */
+static bool recv_output(mrpc_stream *s, int i, int32_t want) {
+  ProtobufCMessage *m = NULL;
+  int rc = mrpc_stream_recv(s, &m);
+  if (rc != 1)
+    return fail("response %d: %s", i,
+                rc == 0 ? "stream ended" : mrpc_strerror(rc));
+  char what[32];
+  snprintf(what, sizeof what, "response %d", i);
+  bool ok = check_body(
+      what, ((Grpc__Testing__StreamingOutputCallResponse *)(void *)m)->payload,
+      (size_t)want);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return ok;
+}
+
+/* Expects the end of the server's messages. */
+static bool recv_end(mrpc_stream *s) {
+  ProtobufCMessage *m = NULL;
+  int rc = mrpc_stream_recv(s, &m);
+  if (rc == 1) protobuf_c_message_free_unpacked(m, NULL);
+  if (rc != 0)
+    return fail("expected the end of the stream, got %s",
+                rc == 1 ? "another message" : mrpc_strerror(rc));
+  return true;
+}
+
+/* Reads until the call ends (recv <= 0); an error is the expected outcome,
+ * but no message is. */
+static bool drain(mrpc_stream *s) {
+  ProtobufCMessage *m = NULL;
+  int n = 0;
+  while (mrpc_stream_recv(s, &m) == 1) {
+    protobuf_c_message_free_unpacked(m, NULL);
+    n++;
+  }
+  if (n) return fail("got %d unexpected response(s)", n);
+  return true;
+}
+
+/* Frees the stream and checks its final status. */
+static bool finish(mrpc_stream *s, const char *what, mrpc_status_code code,
+                   const char *msg) {
+  mrpc_status st = {0};
+  mrpc_stream_finish(s, &st);
+  bool ok = expect_status(what, &st, code, msg);
+  mrpc_status_free(&st);
+  return ok;
+}
+
+static bool close_send(mrpc_stream *s) {
+  int rc = mrpc_stream_close_send(s);
+  if (rc != 0) return fail("close_send: %s", mrpc_strerror(rc));
+  return true;
+}
+
+/* ---- event-driven unary call ------------------------------------------ */
+
+/* What the callbacks saw; filled on the channel's I/O thread. */
+typedef struct ev_wait {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done, writable;
+  int n_msgs;
+  Grpc__Testing__Payload *payload; /* copy of a SimpleResponse's payload */
+  mrpc_status_code code;
+  char message[256];
+} ev_wait;
+
+static void ev_init(ev_wait *w) {
+  pthread_condattr_t ca;
+  memset(w, 0, sizeof *w);
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+static void ev_destroy(ev_wait *w) {
+  if (w->payload) {
+    free(w->payload->body.data);
+    free(w->payload);
+  }
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+}
+
+/* msg is borrowed: the payload is copied out. */
+static void ev_on_message(mrpc_call *call, const ProtobufCMessage *msg,
+                          void *ctx) {
+  ev_wait *w = ctx;
+  (void)call;
+  pthread_mutex_lock(&w->mu);
+  w->n_msgs++;
+  const Grpc__Testing__SimpleResponse *r = (const void *)msg;
+  if (msg->descriptor == D(simple_response) && r->payload && !w->payload) {
+    Grpc__Testing__Payload *p = malloc(sizeof *p);
+    if (p) {
+      *p = *r->payload;
+      p->body.data = malloc(p->body.len ? p->body.len : 1);
+      if (p->body.data) {
+        memcpy(p->body.data, r->payload->body.data, p->body.len);
+        w->payload = p;
+      } else {
+        free(p);
+      }
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
+static void ev_on_half_close(mrpc_call *call, void *ctx) {
+  (void)call;
+  (void)ctx;
+}
+
+static void ev_on_writable(mrpc_call *call, void *ctx) {
+  ev_wait *w = ctx;
+  (void)call;
+  pthread_mutex_lock(&w->mu);
+  w->writable = true;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+static void ev_on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
+  ev_wait *w = ctx;
+  (void)call;
+  pthread_mutex_lock(&w->mu);
+  w->done = true;
+  w->code = st->code;
+  snprintf(w->message, sizeof w->message, "%s", st->message ? st->message
+                                                            : "");
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits up to secs for on_done, or for on_writable when writable is set. */
+static bool ev_wait_for(ev_wait *w, bool writable, int secs) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += secs;
+  pthread_mutex_lock(&w->mu);
+  while (!w->done && !(writable && w->writable))
+    if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT) break;
+  bool woke = w->done || (writable && w->writable);
+  pthread_mutex_unlock(&w->mu);
+  return woke;
+}
+
+/* Runs a unary call through mrpc_channel_start_call; the outcome is in *w
+ * (initialized by the caller).  Returns false on an API failure. */
+static bool event_unary(mrpc_channel *ch, int m, const ProtobufCMessage *req,
+                        ev_wait *w) {
+  static const mrpc_call_ops ops = {ev_on_message, ev_on_half_close,
+                                    ev_on_writable, ev_on_done};
+  mrpc_call_opts o;
+  mrpc_call *call = NULL;
+  int rc = mrpc_channel_start_call(ch, &k_methods[m],
+                                   call_opts(&o, NULL, CALL_TIMEOUT_MS), &ops,
+                                   w, &call);
+  if (rc != 0) return fail("event API: start_call: %s", mrpc_strerror(rc));
+  for (;;) { /* AGAIN: wait for on_writable (or the end) and retry */
+    pthread_mutex_lock(&w->mu);
+    w->writable = false;
+    pthread_mutex_unlock(&w->mu);
+    rc = mrpc_call_send(call, req);
+    if (rc != MRPC_ERR_AGAIN || !ev_wait_for(w, true, CALL_TIMEOUT_MS / 1000))
+      break;
+    pthread_mutex_lock(&w->mu);
+    bool done = w->done;
+    pthread_mutex_unlock(&w->mu);
+    if (done) break;
+  }
+  if (rc == 0) rc = mrpc_call_close_send(call);
+  /* CLOSED: the call is over and on_done says why. */
+  int err = rc == MRPC_ERR_CLOSED ? 0 : rc;
+  if (err) mrpc_call_cancel(call);
+  if (!ev_wait_for(w, false, CALL_TIMEOUT_MS / 1000 + 5)) {
+    mrpc_call_cancel(call);
+    if (!ev_wait_for(w, false, 5)) {
+      /* w is still the call's: leaving is the only safe way out. */
+      printf("FAIL %s: event API: on_done never came\n", g_case);
+      fflush(stdout);
+      _exit(1);
+    }
+  }
+  mrpc_call_unref(call);
+  if (err) return fail("event API: send: %s", mrpc_strerror(err));
+  return true;
+}
+
+/* ---- the test cases --------------------------------------------------- */
+
+static bool empty_unary(mrpc_channel *ch) {
+  Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
+  ProtobufCMessage *resp = NULL;
+  mrpc_status st = {0};
+  bool ok = unary(ch, M_EMPTY, &req.base, &resp, &st) &&
+            expect_status("blocking", &st, MRPC_STATUS_OK, NULL);
+  if (ok && !resp) ok = fail("blocking: no response");
+  protobuf_c_message_free_unpacked(resp, NULL);
+  mrpc_status_free(&st);
+  if (!ok) return false;
+
+  ev_wait w;
+  ev_init(&w);
+  ok = event_unary(ch, M_EMPTY, &req.base, &w);
+  if (ok) {
+    mrpc_status est = {w.code, w.message, NULL, 0}; /* borrowed, not freed */
+    ok = expect_status("event API", &est, MRPC_STATUS_OK, NULL);
+  }
+  if (ok && w.n_msgs != 1)
+    ok = fail("event API: %d responses, want 1", w.n_msgs);
+  ev_destroy(&w);
+  return ok;
+}
+
+static bool large_unary(mrpc_channel *ch) {
+  Grpc__Testing__Payload p = zero_payload(LARGE_REQ);
+  Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  req.response_size = LARGE_RESP;
+  req.payload = &p;
+  ProtobufCMessage *resp = NULL;
+  mrpc_status st = {0};
+  bool ok = unary(ch, M_UNARY, &req.base, &resp, &st) &&
+            expect_status("blocking", &st, MRPC_STATUS_OK, NULL);
+  if (ok && !resp) ok = fail("blocking: no response");
+  if (ok)
+    ok = check_body("blocking",
+                    ((Grpc__Testing__SimpleResponse *)(void *)resp)->payload,
+                    LARGE_RESP);
+  protobuf_c_message_free_unpacked(resp, NULL);
+  mrpc_status_free(&st);
+  if (!ok) return false;
+
+  ev_wait w;
+  ev_init(&w);
+  ok = event_unary(ch, M_UNARY, &req.base, &w);
+  if (ok) {
+    mrpc_status est = {w.code, w.message, NULL, 0};
+    ok = expect_status("event API", &est, MRPC_STATUS_OK, NULL);
+  }
+  if (ok && w.n_msgs != 1)
+    ok = fail("event API: %d responses, want 1", w.n_msgs);
+  if (ok) ok = check_body("event API", w.payload, LARGE_RESP);
+  ev_destroy(&w);
+  return ok;
+}
+
+static bool client_streaming(mrpc_channel *ch) {
+  mrpc_stream *s = open_stream(ch, M_INPUT, NULL, CALL_TIMEOUT_MS);
+  if (!s) return false;
+  for (int i = 0; i < 4; i++) {
+    Grpc__Testing__Payload p = zero_payload((size_t)k_req_sizes[i]);
+    Grpc__Testing__StreamingInputCallRequest req =
+        GRPC__TESTING__STREAMING_INPUT_CALL_REQUEST__INIT;
+    req.payload = &p;
+    int rc = mrpc_stream_send(s, &req.base);
+    if (rc != 0) {
+      fail("send %d: %s", i, mrpc_strerror(rc));
+      return abort_stream(s);
+    }
+  }
+  if (!close_send(s)) return abort_stream(s);
+  ProtobufCMessage *m = NULL;
+  int rc = mrpc_stream_recv(s, &m);
+  if (rc != 1) {
+    fail("no response: %s", rc == 0 ? "stream ended" : mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  int32_t got =
+      ((Grpc__Testing__StreamingInputCallResponse *)(void *)m)
+          ->aggregated_payload_size;
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (got != 74922) {
+    fail("aggregated_payload_size %d, want 74922", (int)got);
+    return abort_stream(s);
+  }
+  if (!recv_end(s)) return abort_stream(s);
+  return finish(s, "call", MRPC_STATUS_OK, NULL);
+}
+
+static bool server_streaming(mrpc_channel *ch) {
+  Grpc__Testing__ResponseParameters rp[4], *rps[4];
+  Grpc__Testing__StreamingOutputCallRequest req =
+      GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
+  for (int i = 0; i < 4; i++) {
+    grpc__testing__response_parameters__init(&rp[i]);
+    rp[i].size = k_resp_sizes[i];
+    rps[i] = &rp[i];
+  }
+  req.n_response_parameters = 4;
+  req.response_parameters = rps;
+  mrpc_stream *s = open_stream(ch, M_OUTPUT, NULL, CALL_TIMEOUT_MS);
+  if (!s) return false;
+  int rc = mrpc_stream_send(s, &req.base);
+  if (rc != 0) {
+    fail("send: %s", mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  if (!close_send(s)) return abort_stream(s);
+  for (int i = 0; i < 4; i++)
+    if (!recv_output(s, i, k_resp_sizes[i])) return abort_stream(s);
+  if (!recv_end(s)) return abort_stream(s);
+  return finish(s, "call", MRPC_STATUS_OK, NULL);
+}
+
+static bool ping_pong(mrpc_channel *ch) {
+  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  if (!s) return false;
+  for (int i = 0; i < 4; i++)
+    if (!send_output_req(s, k_resp_sizes[i], (size_t)k_req_sizes[i]) ||
+        !recv_output(s, i, k_resp_sizes[i]))
+      return abort_stream(s);
+  if (!close_send(s) || !recv_end(s)) return abort_stream(s);
+  return finish(s, "call", MRPC_STATUS_OK, NULL);
+}
+
+static bool empty_stream(mrpc_channel *ch) {
+  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  if (!s) return false;
+  if (!close_send(s) || !recv_end(s)) return abort_stream(s);
+  return finish(s, "call", MRPC_STATUS_OK, NULL);
+}
+
+static bool check_md(const char *what, const mrpc_metadata *md,
+                     const char *key, const char *want, size_t want_len) {
+  size_t len = 0;
+  const uint8_t *v = mrpc_metadata_get(md, key, &len);
+  if (!v) return fail("%s: no %s", what, key);
+  if (len != want_len || memcmp(v, want, len) != 0)
+    return fail("%s: %s has the wrong value (%zu bytes)", what, key, len);
+  return true;
+}
+
+/* Finishes s and checks OK plus the echoed header and trailer.  The stream
+ * dies in finish, so a reference keeps the call (and its metadata) for the
+ * checks: the trailers are complete only once the call is over. */
+static bool finish_echo(mrpc_stream *s, const char *what) {
+  mrpc_call *call = mrpc_call_ref(mrpc_stream_call(s));
+  mrpc_status st = {0};
+  mrpc_stream_finish(s, &st);
+  char w[64];
+  snprintf(w, sizeof w, "%s: initial metadata", what);
+  bool ok = expect_status(what, &st, MRPC_STATUS_OK, NULL) &&
+            check_md(w, mrpc_call_metadata(call), ECHO_INITIAL,
+                     ECHO_INITIAL_VALUE, strlen(ECHO_INITIAL_VALUE));
+  snprintf(w, sizeof w, "%s: trailers", what);
+  ok = ok && check_md(w, mrpc_call_trailers(call), ECHO_TRAILING,
+                      ECHO_TRAILING_VALUE, 3);
+  mrpc_status_free(&st);
+  mrpc_call_unref(call);
+  return ok;
+}
+
+static bool custom_metadata(mrpc_channel *ch) {
+  mrpc_metadata *md = mrpc_metadata_new(NULL);
+  if (!md) return fail("mrpc_metadata_new: out of memory");
+  int rc = mrpc_metadata_add_str(md, ECHO_INITIAL, ECHO_INITIAL_VALUE);
+  if (rc == 0)
+    rc = mrpc_metadata_add(md, ECHO_TRAILING, ECHO_TRAILING_VALUE, 3);
+  if (rc != 0) {
+    mrpc_metadata_del(md);
+    return fail("mrpc_metadata_add: %s", mrpc_strerror(rc));
+  }
+  bool ok = false;
+
+  /* UnaryCall, through a stream: only a stream shows response metadata. */
+  Grpc__Testing__Payload p = zero_payload(LARGE_REQ);
+  Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  req.response_size = LARGE_RESP;
+  req.payload = &p;
+  mrpc_stream *s = open_stream(ch, M_UNARY, md, CALL_TIMEOUT_MS);
+  if (!s) goto out;
+  ProtobufCMessage *m = NULL;
+  if ((rc = mrpc_stream_send(s, &req.base)) != 0) {
+    fail("unary: send: %s", mrpc_strerror(rc));
+    abort_stream(s);
+    goto out;
+  }
+  if (!close_send(s)) {
+    abort_stream(s);
+    goto out;
+  }
+  if ((rc = mrpc_stream_recv(s, &m)) != 1) {
+    fail("unary: no response: %s",
+         rc == 0 ? "stream ended" : mrpc_strerror(rc));
+    abort_stream(s);
+    goto out;
+  }
+  ok = check_body("unary",
+                  ((Grpc__Testing__SimpleResponse *)(void *)m)->payload,
+                  LARGE_RESP) &&
+       recv_end(s);
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (!ok) {
+    abort_stream(s);
+    goto out;
+  }
+  if (!(ok = finish_echo(s, "unary"))) goto out;
+
+  /* FullDuplexCall. */
+  ok = false;
+  if (!(s = open_stream(ch, M_FULL, md, CALL_TIMEOUT_MS))) goto out;
+  if (!send_output_req(s, LARGE_RESP, LARGE_REQ) || !close_send(s) ||
+      !recv_output(s, 0, LARGE_RESP) || !recv_end(s)) {
+    abort_stream(s);
+    goto out;
+  }
+  ok = finish_echo(s, "full duplex");
+out:
+  mrpc_metadata_del(md);
+  return ok;
+}
+
+/* UnaryCall and FullDuplexCall asking for code 2 with msg (Echo Status). */
+static bool echo_status(mrpc_channel *ch, const char *msg, bool duplex) {
+  Grpc__Testing__EchoStatus es = GRPC__TESTING__ECHO_STATUS__INIT;
+  es.code = MRPC_STATUS_UNKNOWN;
+  es.message = (char *)msg;
+  Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  req.response_status = &es;
+  ProtobufCMessage *resp = NULL;
+  mrpc_status st = {0};
+  bool ok = unary(ch, M_UNARY, &req.base, &resp, &st) &&
+            expect_status("unary", &st, MRPC_STATUS_UNKNOWN, msg);
+  protobuf_c_message_free_unpacked(resp, NULL);
+  mrpc_status_free(&st);
+  if (!ok || !duplex) return ok;
+
+  Grpc__Testing__StreamingOutputCallRequest dreq =
+      GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
+  dreq.response_status = &es;
+  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  if (!s) return false;
+  int rc = mrpc_stream_send(s, &dreq.base);
+  if (rc != 0 && rc != MRPC_ERR_CLOSED) {
+    fail("full duplex: send: %s", mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  mrpc_stream_close_send(s); /* CLOSED is fine: the server may have ended */
+  if (!drain(s)) return abort_stream(s);
+  return finish(s, "full duplex", MRPC_STATUS_UNKNOWN, msg);
+}
+
+static bool status_code_and_message(mrpc_channel *ch) {
+  return echo_status(ch, "test status message", true);
+}
+
+static bool special_status_message(mrpc_channel *ch) {
+  return echo_status(ch,
+                     "\t\ntest with whitespace\r\nand Unicode BMP \u263A and "
+                     "non-BMP \U0001F608\t\n",
+                     false);
+}
+
+static bool expect_unimplemented(mrpc_channel *ch, int m) {
+  Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
+  ProtobufCMessage *resp = NULL;
+  mrpc_status st = {0};
+  bool ok = unary(ch, m, &req.base, &resp, &st) &&
+            expect_status("call", &st, MRPC_STATUS_UNIMPLEMENTED, NULL);
+  protobuf_c_message_free_unpacked(resp, NULL);
+  mrpc_status_free(&st);
+  return ok;
+}
+
+static bool unimplemented_method(mrpc_channel *ch) {
+  return expect_unimplemented(ch, M_UNIMPLEMENTED);
+}
+
+static bool unimplemented_service(mrpc_channel *ch) {
+  return expect_unimplemented(ch, M_UNIMPLEMENTED_SERVICE);
+}
+
+static bool cancel_after_begin(mrpc_channel *ch) {
+  mrpc_stream *s = open_stream(ch, M_INPUT, NULL, CALL_TIMEOUT_MS);
+  if (!s) return false;
+  int rc = mrpc_call_cancel(mrpc_stream_call(s));
+  if (rc != 0) {
+    fail("cancel: %s", mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  return finish(s, "call", MRPC_STATUS_CANCELLED, NULL);
+}
+
+static bool cancel_after_first_response(mrpc_channel *ch) {
+  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  if (!s) return false;
+  if (!send_output_req(s, 31415, 27182) || !recv_output(s, 0, 31415))
+    return abort_stream(s);
+  int rc = mrpc_call_cancel(mrpc_stream_call(s));
+  if (rc != 0) {
+    fail("cancel: %s", mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  return finish(s, "call", MRPC_STATUS_CANCELLED, NULL);
+}
+
+static bool timeout_on_sleeping_server(mrpc_channel *ch) {
+  mrpc_stream *s = open_stream(ch, M_FULL, NULL, 1);
+  if (!s) return false;
+  send_output_req(s, -1, 27182); /* may fail: the deadline may be past */
+  if (!drain(s)) return abort_stream(s);
+  return finish(s, "call", MRPC_STATUS_DEADLINE_EXCEEDED, NULL);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+typedef struct test_case {
+  const char *name;
+  bool (*run)(mrpc_channel *ch);
+} test_case;
+
+/* In the order "all" runs them. */
+static const test_case k_cases[] = {
+  {"empty_unary", empty_unary},
+  {"large_unary", large_unary},
+  {"client_streaming", client_streaming},
+  {"server_streaming", server_streaming},
+  {"ping_pong", ping_pong},
+  {"empty_stream", empty_stream},
+  {"custom_metadata", custom_metadata},
+  {"status_code_and_message", status_code_and_message},
+  {"special_status_message", special_status_message},
+  {"unimplemented_method", unimplemented_method},
+  {"unimplemented_service", unimplemented_service},
+  {"cancel_after_begin", cancel_after_begin},
+  {"cancel_after_first_response", cancel_after_first_response},
+  {"timeout_on_sleeping_server", timeout_on_sleeping_server},
+};
+#define N_CASES (sizeof k_cases / sizeof k_cases[0])
+
+static const test_case *find_case(const char *name) {
+  for (size_t i = 0; i < N_CASES; i++)
+    if (strcmp(k_cases[i].name, name) == 0) return &k_cases[i];
+  return NULL;
+}
+
+/* "--name=value" or "--name value"; advances *i for the latter. */
+static const char *flag_value(int argc, char **argv, int *i,
+                              const char *name) {
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, "--", 2) != 0 || strncmp(a + 2, name, n) != 0) return NULL;
+  if (a[2 + n] == '=') return a + 3 + n;
+  if (a[2 + n] == '\0' && *i + 1 < argc) return argv[++*i];
+  return NULL;
+}
+
+static int usage(const char *bad) {
+  fprintf(stderr,
+          "interop_client: bad argument '%s'\n"
+          "usage: interop_client --server_host=H --server_port=N"
+          " --test_case=NAME[,NAME...]|all [--use_tls=false]"
+          " [--server_host_override=AUTHORITY]\n",
+          bad);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  const char *host = "localhost", *port = NULL, *cases = NULL,
+             *authority = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i], *v;
+    if ((v = flag_value(argc, argv, &i, "server_host")))
+      host = v;
+    else if ((v = flag_value(argc, argv, &i, "server_port")))
+      port = v;
+    else if ((v = flag_value(argc, argv, &i, "test_case")))
+      cases = v;
+    else if ((v = flag_value(argc, argv, &i, "server_host_override")))
+      authority = v;
+    else if ((v = flag_value(argc, argv, &i, "use_tls"))) {
+      if (strcmp(v, "true") == 0) {
+        fprintf(stderr, "TLS not supported yet\n");
+        return 2;
+      }
+      if (strcmp(v, "false") != 0) return usage(arg);
+    } else {
+      return usage(arg);
+    }
+  }
+  if (!port || !*port) return usage("--server_port is required");
+  if (!cases || !*cases) return usage("--test_case is required");
+
+  /* Resolve the list first: a typo must not run half the cases. */
+  const test_case *todo[64];
+  size_t n = 0;
+  char *list = strdup(cases), *save = NULL;
+  if (!list) return 1;
+  for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    const test_case *tc = find_case(t);
+    bool all = strcmp(t, "all") == 0;
+    if (!tc && !all) {
+      int rc = usage(t); /* t points into list */
+      free(list);
+      return rc;
+    }
+    for (size_t i = 0; i < (all ? N_CASES : 1); i++) {
+      if (n == sizeof todo / sizeof todo[0]) {
+        free(list);
+        return usage("too many test cases");
+      }
+      todo[n++] = all ? &k_cases[i] : tc;
+    }
+  }
+  free(list);
+
+  signal(SIGPIPE, SIG_IGN);
+  char target[512];
+  snprintf(target, sizeof target, strchr(host, ':') ? "[%s]:%s" : "%s:%s",
+           host, port);
+  mrpc_channel_opts opts;
+  mrpc_channel_opts_init(&opts);
+  opts.authority = authority;
+  mrpc_channel *ch = NULL;
+  int rc = mrpc_channel_new(target, &opts, &ch);
+  if (rc != 0) {
+    fprintf(stderr, "interop_client: channel to %s: %s\n", target,
+            mrpc_strerror(rc));
+    return 1;
+  }
+
+  int failed = 0;
+  for (size_t i = 0; i < n; i++) {
+    g_case = todo[i]->name;
+    g_why[0] = '\0';
+    if (todo[i]->run(ch)) {
+      printf("PASS %s\n", g_case);
+    } else {
+      printf("FAIL %s: %s\n", g_case, g_why[0] ? g_why : "unknown reason");
+      failed++;
+    }
+    fflush(stdout);
+  }
+  mrpc_channel_del(ch);
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,577 @@
+/* interop_server: grpc.testing.TestService as the gRPC interop test
+ * descriptions (grpc/grpc doc/interop-test-descriptions.md) define the
+ * server, so that any gRPC interop client can test libminirpc.
+ *
+ *   interop_server --port=N [--use_tls=false] [--handlers=event|blocking]
+ *                  [--max_recv_message=BYTES]
+ *
+ * Both handler styles are exercised: by default EmptyCall, UnaryCall and
+ * FullDuplexCall are event-driven and the other methods blocking;
+ * --handlers=blocking serves every method with blocking handlers.
+ * UnimplementedCall is registered with no handler (-> UNIMPLEMENTED) and
+ * UnimplementedService is not registered at all, so both ways of answering
+ * UNIMPLEMENTED are covered.  CacheableUnaryCall needs a caching proxy and is
+ * left unimplemented too.
+ * SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <minirpc/minirpc.h>
+
+#include "test.pb-c.h"
+
+#define ECHO_INITIAL "x-grpc-test-echo-initial"
+#define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
+
+/* ---- the service (codegen will generate this later) ------------------- */
+
+enum {
+  M_EMPTY, M_UNARY, M_CACHEABLE, M_OUTPUT, M_INPUT, M_FULL, M_HALF,
+  M_UNIMPLEMENTED, M_COUNT
+};
+
+#define TS "/grpc.testing.TestService/"
+#define D(name) (&grpc__testing__##name##__descriptor)
+static const mrpc_method k_methods[M_COUNT] = {
+  [M_EMPTY] = {TS "EmptyCall", MRPC_UNARY, D(empty), D(empty)},
+  [M_UNARY] = {TS "UnaryCall", MRPC_UNARY, D(simple_request),
+               D(simple_response)},
+  [M_CACHEABLE] = {TS "CacheableUnaryCall", MRPC_UNARY, D(simple_request),
+                   D(simple_response)},
+  [M_OUTPUT] = {TS "StreamingOutputCall", MRPC_SERVER_STREAMING,
+                D(streaming_output_call_request),
+                D(streaming_output_call_response)},
+  [M_INPUT] = {TS "StreamingInputCall", MRPC_CLIENT_STREAMING,
+               D(streaming_input_call_request),
+               D(streaming_input_call_response)},
+  [M_FULL] = {TS "FullDuplexCall", MRPC_BIDI_STREAMING,
+              D(streaming_output_call_request),
+              D(streaming_output_call_response)},
+  [M_HALF] = {TS "HalfDuplexCall", MRPC_BIDI_STREAMING,
+              D(streaming_output_call_request),
+              D(streaming_output_call_response)},
+  [M_UNIMPLEMENTED] = {TS "UnimplementedCall", MRPC_UNARY, D(empty),
+                       D(empty)},
+};
+static const mrpc_service k_service = {"grpc.testing.TestService", M_COUNT,
+                                       k_methods};
+
+/* ---- shared by both handler styles ------------------------------------ */
+
+static mrpc_status_code clamp_code(int32_t code) {
+  return code >= 0 && code < MRPC_STATUS_CODE_COUNT ? (mrpc_status_code)code
+                                                    : MRPC_STATUS_UNKNOWN;
+}
+
+/* Compression is not supported, so a request that says it was compressed
+ * can not have been: CompressedRequest wants INVALID_ARGUMENT then. */
+static bool expects_compressed(const Grpc__Testing__BoolValue *b) {
+  return b && b->value;
+}
+
+/* What a request asks for: OK (and *why NULL) to answer normally, else the
+ * status the call must end with (Echo Status, or INVALID_ARGUMENT for a
+ * request we can not serve).  *why is borrowed from the request or static. */
+static mrpc_status_code check_simple(const Grpc__Testing__SimpleRequest *r,
+                                     const char **why) {
+  if (r->response_status && r->response_status->code != 0) {
+    *why = r->response_status->message;
+    return clamp_code(r->response_status->code);
+  }
+  *why = NULL;
+  if (r->response_type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE ||
+      r->response_size < 0)
+    *why = "invalid request";
+  else if (expects_compressed(r->expect_compressed))
+    *why = "compressed requests are not supported";
+  return *why ? MRPC_STATUS_INVALID_ARGUMENT : MRPC_STATUS_OK;
+}
+
+static mrpc_status_code check_output(
+    const Grpc__Testing__StreamingOutputCallRequest *r, const char **why) {
+  if (r->response_status && r->response_status->code != 0) {
+    *why = r->response_status->message;
+    return clamp_code(r->response_status->code);
+  }
+  *why = NULL;
+  if (r->response_type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE)
+    *why = "invalid request";
+  for (size_t i = 0; i < r->n_response_parameters; i++)
+    if (r->response_parameters[i]->size < 0 ||
+        r->response_parameters[i]->interval_us < 0)
+      *why = "invalid request";
+  return *why ? MRPC_STATUS_INVALID_ARGUMENT : MRPC_STATUS_OK;
+}
+
+/* The status to end with when sending failed (on CLOSED it is moot). */
+static mrpc_status_code send_fail_code(int err) {
+  return err == MRPC_ERR_TOO_LARGE || err == MRPC_ERR_NOMEM
+             ? MRPC_STATUS_RESOURCE_EXHAUSTED
+             : MRPC_STATUS_INTERNAL;
+}
+
+/* Sends one response of the call's method whose payload is size zero bytes
+ * (Empty has none): through call (event style) or s (blocking style). */
+static int send_zeros(mrpc_call *call, mrpc_stream *s, int32_t size) {
+  const ProtobufCMessageDescriptor *d =
+      mrpc_call_method(call ? call : mrpc_stream_call(s))->response;
+  Grpc__Testing__Empty empty = GRPC__TESTING__EMPTY__INIT;
+  Grpc__Testing__Payload p = GRPC__TESTING__PAYLOAD__INIT;
+  Grpc__Testing__SimpleResponse simple = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
+  Grpc__Testing__StreamingOutputCallResponse out =
+      GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
+  ProtobufCMessage *msg = &empty.base;
+  uint8_t *body = NULL;
+  if (d != D(empty)) {
+    body = calloc(size > 0 ? (size_t)size : 1, 1);
+    if (!body) return MRPC_ERR_NOMEM;
+    p.body.data = body;
+    p.body.len = (size_t)size;
+    simple.payload = out.payload = &p;
+    msg = d == D(simple_response) ? &simple.base : &out.base;
+  }
+  int rc = call ? mrpc_call_send(call, msg) : mrpc_stream_send(s, msg);
+  free(body);
+  return rc;
+}
+
+/* Echo Metadata: the initial key comes back as a response header, the
+ * trailing one as a trailer, both with the value received. */
+static void echo_metadata(mrpc_call *call) {
+  const mrpc_metadata *md = mrpc_call_metadata(call);
+  for (size_t i = 0; i < mrpc_metadata_count(md); i++) {
+    const char *key;
+    const uint8_t *val;
+    size_t len;
+    if (mrpc_metadata_at(md, i, &key, &val, &len) != 0) break;
+    if (strcmp(key, ECHO_INITIAL) == 0)
+      mrpc_call_add_header(call, key, val, len);
+    else if (strcmp(key, ECHO_TRAILING) == 0)
+      mrpc_call_add_trailer(call, key, val, len);
+  }
+}
+
+/* ---- event-driven handlers: EmptyCall, UnaryCall, FullDuplexCall ------ */
+
+/* Per-call state.  Everything runs on the call's I/O thread, so no lock.
+ * Responses are queued as payload sizes and pumped out; MRPC_ERR_AGAIN
+ * parks the queue until on_writable. */
+typedef struct ev_call {
+  mrpc_call *call;
+  int32_t *sizes; /* payload sizes of the responses not yet sent */
+  size_t head, n, cap;
+  bool got_request; /* unary: the request arrived */
+  bool half_closed; /* the client sent everything */
+  bool ending;      /* end with code/message once the queue drains */
+  bool finished;    /* mrpc_call_finish was called */
+  bool done;        /* on_done ran: free once no pump is running */
+  int busy;         /* > 0 inside ev_pump (library calls may re-enter) */
+  mrpc_status_code code;
+  char *message;
+} ev_call;
+
+static void ev_free(ev_call *ev) {
+  free(ev->sizes);
+  free(ev->message);
+  free(ev);
+}
+
+/* Ends the call with code once every queued response is out; the first
+ * reason wins and later requests are ignored (Echo Status). */
+static void ev_end(ev_call *ev, mrpc_status_code code, const char *message) {
+  if (ev->ending) return;
+  ev->ending = true;
+  ev->code = code;
+  ev->message = message ? strdup(message) : NULL;
+}
+
+static void ev_push(ev_call *ev, int32_t size) {
+  if (ev->n == ev->cap) {
+    size_t cap = ev->cap ? 2 * ev->cap : 4;
+    int32_t *p = realloc(ev->sizes, cap * sizeof *p);
+    if (!p) {
+      ev_end(ev, MRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+      return;
+    }
+    ev->sizes = p;
+    ev->cap = cap;
+  }
+  ev->sizes[ev->n++] = size;
+}
+
+/* Sends what is queued, then finishes when the call is due to end.  A
+ * library call made here may run on_done at once, hence busy/done. */
+static void ev_pump(ev_call *ev) {
+  ev->busy++;
+  while (!ev->done && !ev->finished && ev->head < ev->n) {
+    int rc = send_zeros(ev->call, NULL, ev->sizes[ev->head]);
+    if (rc == MRPC_ERR_AGAIN) goto out; /* on_writable resumes */
+    if (rc != 0) {
+      ev->finished = true;
+      mrpc_call_finish(ev->call, send_fail_code(rc), mrpc_strerror(rc), NULL,
+                       0);
+      goto out;
+    }
+    ev->head++;
+  }
+  if (ev->head == ev->n) ev->head = ev->n = 0; /* reuse the array */
+  if (!ev->done && !ev->finished && ev->n == 0 &&
+      (ev->ending || ev->half_closed)) {
+    ev->finished = true;
+    mrpc_call_finish(ev->call, ev->code, ev->message, NULL, 0);
+  }
+out:
+  if (--ev->busy == 0 && ev->done) ev_free(ev);
+}
+
+/* msg is borrowed: everything needed is copied into ev before return. */
+static void ev_on_message(mrpc_call *call, const ProtobufCMessage *msg,
+                          void *ctx) {
+  ev_call *ev = ctx;
+  (void)call;
+  if (ev->ending || ev->finished) return;
+  const char *why = NULL;
+  mrpc_status_code code = MRPC_STATUS_OK;
+  if (msg->descriptor == D(streaming_output_call_request)) {
+    /* FullDuplexCall: answer each request as it arrives.  interval_us is
+     * not observed here: an event handler must not sleep on the I/O thread
+     * and the library offers no timer.  --handlers=blocking observes it. */
+    const Grpc__Testing__StreamingOutputCallRequest *r = (const void *)msg;
+    code = check_output(r, &why);
+    for (size_t i = 0; code == MRPC_STATUS_OK && i < r->n_response_parameters;
+         i++)
+      ev_push(ev, r->response_parameters[i]->size);
+  } else if (ev->got_request) {
+    code = MRPC_STATUS_INTERNAL;
+    why = "more than one request on a unary call";
+  } else {
+    int32_t size = 0;
+    ev->got_request = true;
+    if (msg->descriptor == D(simple_request)) {
+      const Grpc__Testing__SimpleRequest *r = (const void *)msg;
+      code = check_simple(r, &why);
+      size = r->response_size;
+    }
+    if (code == MRPC_STATUS_OK) ev_push(ev, size);
+  }
+  if (code != MRPC_STATUS_OK) ev_end(ev, code, why);
+  ev_pump(ev);
+}
+
+static void ev_on_half_close(mrpc_call *call, void *ctx) {
+  ev_call *ev = ctx;
+  ev->half_closed = true;
+  if (mrpc_call_method(call)->kind == MRPC_UNARY && !ev->got_request)
+    ev_end(ev, MRPC_STATUS_INTERNAL, "unary call without a request");
+  ev_pump(ev);
+}
+
+static void ev_on_writable(mrpc_call *call, void *ctx) {
+  (void)call;
+  ev_pump(ctx);
+}
+
+static void ev_on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
+  ev_call *ev = ctx;
+  (void)call;
+  (void)st;
+  ev->done = true;
+  if (ev->busy == 0) ev_free(ev);
+}
+
+/* The one event handler of all three methods: the request type tells them
+ * apart. */
+static void ev_handler(mrpc_call *call, void *user) {
+  static const mrpc_call_ops ops = {ev_on_message, ev_on_half_close,
+                                    ev_on_writable, ev_on_done};
+  (void)user;
+  ev_call *ev = calloc(1, sizeof *ev);
+  if (!ev) {
+    mrpc_call_finish(call, MRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
+                     NULL, 0);
+    return;
+  }
+  ev->call = call;
+  echo_metadata(call);
+  if (mrpc_call_set_ops(call, &ops, ev) != 0) {
+    free(ev);
+    mrpc_call_finish(call, MRPC_STATUS_INTERNAL, "set_ops failed", NULL, 0);
+  }
+}
+
+/* ---- blocking handlers ------------------------------------------------ */
+
+static void sleep_us(int32_t us) {
+  struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Receives the one request of a unary or server-streaming call.  Returns
+ * it, or NULL when the call is over or had no request (status set). */
+static ProtobufCMessage *recv_one(mrpc_stream *s) {
+  ProtobufCMessage *req = NULL;
+  int rc = mrpc_stream_recv(s, &req);
+  if (rc == 0)
+    mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request", NULL,
+                           0);
+  return rc == 1 ? req : NULL;
+}
+
+/* EmptyCall and UnaryCall (--handlers=blocking). */
+static void blk_unary(mrpc_stream *s, void *user) {
+  (void)user;
+  echo_metadata(mrpc_stream_call(s));
+  ProtobufCMessage *req = recv_one(s);
+  if (!req) return;
+  const char *why = NULL;
+  mrpc_status_code code = MRPC_STATUS_OK;
+  int32_t size = 0;
+  if (req->descriptor == D(simple_request)) {
+    code = check_simple((const void *)req, &why);
+    size = ((const Grpc__Testing__SimpleRequest *)(const void *)req)
+               ->response_size;
+  }
+  if (code == MRPC_STATUS_OK) {
+    int rc = send_zeros(NULL, s, size);
+    if (rc != 0) {
+      code = send_fail_code(rc);
+      why = mrpc_strerror(rc);
+    }
+  }
+  mrpc_stream_set_status(s, code, why, NULL, 0); /* copies why: before free */
+  protobuf_c_message_free_unpacked(req, NULL);
+}
+
+/* Answers one StreamingOutputCallRequest, sleeping interval_us before each
+ * response.  Returns false when the call must end now (status set). */
+static bool serve_output(mrpc_stream *s,
+                         const Grpc__Testing__StreamingOutputCallRequest *r) {
+  const char *why = NULL;
+  mrpc_status_code code = check_output(r, &why);
+  for (size_t i = 0; code == MRPC_STATUS_OK && i < r->n_response_parameters;
+       i++) {
+    const Grpc__Testing__ResponseParameters *p = r->response_parameters[i];
+    if (p->interval_us > 0) sleep_us(p->interval_us);
+    int rc = send_zeros(NULL, s, p->size);
+    if (rc != 0) {
+      code = send_fail_code(rc);
+      why = mrpc_strerror(rc);
+    }
+  }
+  if (code != MRPC_STATUS_OK) mrpc_stream_set_status(s, code, why, NULL, 0);
+  return code == MRPC_STATUS_OK;
+}
+
+static void blk_streaming_output(mrpc_stream *s, void *user) {
+  (void)user;
+  echo_metadata(mrpc_stream_call(s));
+  ProtobufCMessage *req = recv_one(s);
+  if (!req) return;
+  if (serve_output(s, (const void *)req))
+    mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
+  protobuf_c_message_free_unpacked(req, NULL);
+}
+
+static void blk_streaming_input(mrpc_stream *s, void *user) {
+  (void)user;
+  echo_metadata(mrpc_stream_call(s));
+  size_t total = 0;
+  bool compressed = false;
+  ProtobufCMessage *msg;
+  int rc;
+  while ((rc = mrpc_stream_recv(s, &msg)) == 1) {
+    const Grpc__Testing__StreamingInputCallRequest *r = (const void *)msg;
+    if (r->payload) total += r->payload->body.len;
+    compressed |= expects_compressed(r->expect_compressed);
+    protobuf_c_message_free_unpacked(msg, NULL);
+  }
+  if (rc < 0) return; /* the call is over */
+  if (compressed) {
+    mrpc_stream_set_status(s, MRPC_STATUS_INVALID_ARGUMENT,
+                           "compressed requests are not supported", NULL, 0);
+    return;
+  }
+  Grpc__Testing__StreamingInputCallResponse resp =
+      GRPC__TESTING__STREAMING_INPUT_CALL_RESPONSE__INIT;
+  resp.aggregated_payload_size = (int32_t)total;
+  rc = mrpc_stream_send(s, &resp.base);
+  if (rc != 0)
+    mrpc_stream_set_status(s, send_fail_code(rc), mrpc_strerror(rc), NULL, 0);
+  else
+    mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
+}
+
+/* FullDuplexCall (--handlers=blocking): each request answered on arrival. */
+static void blk_full_duplex(mrpc_stream *s, void *user) {
+  (void)user;
+  echo_metadata(mrpc_stream_call(s));
+  for (;;) {
+    ProtobufCMessage *req;
+    int rc = mrpc_stream_recv(s, &req);
+    if (rc < 0) return;
+    if (rc == 0) break;
+    bool go_on = serve_output(s, (const void *)req);
+    protobuf_c_message_free_unpacked(req, NULL);
+    if (!go_on) return;
+  }
+  mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
+}
+
+/* HalfDuplexCall: every request is collected, answers come after the
+ * client half-closes. */
+static void blk_half_duplex(mrpc_stream *s, void *user) {
+  (void)user;
+  echo_metadata(mrpc_stream_call(s));
+  ProtobufCMessage **reqs = NULL;
+  size_t n = 0, cap = 0;
+  int rc;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 8;
+      ProtobufCMessage **p = realloc(reqs, cap * sizeof *p);
+      if (!p) {
+        mrpc_stream_set_status(s, MRPC_STATUS_RESOURCE_EXHAUSTED,
+                               "out of memory", NULL, 0);
+        rc = -1;
+        break;
+      }
+      reqs = p;
+    }
+    if ((rc = mrpc_stream_recv(s, &reqs[n])) != 1) break;
+    n++;
+  }
+  bool ok = rc == 0;
+  for (size_t i = 0; ok && i < n; i++) ok = serve_output(s, (void *)reqs[i]);
+  if (ok) mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
+  for (size_t i = 0; i < n; i++)
+    protobuf_c_message_free_unpacked(reqs[i], NULL);
+  free(reqs);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static int g_sig_pipe[2] = {-1, -1};
+
+/* Async-signal-safe: only wakes main through the pipe. */
+static void on_signal(int sig) {
+  (void)sig;
+  int saved = errno;
+  char c = 1;
+  if (write(g_sig_pipe[1], &c, 1) < 0) {
+  }
+  errno = saved;
+}
+
+/* "--name=value" or "--name value"; advances *i for the latter. */
+static const char *flag_value(int argc, char **argv, int *i,
+                              const char *name) {
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, "--", 2) != 0 || strncmp(a + 2, name, n) != 0) return NULL;
+  if (a[2 + n] == '=') return a + 3 + n;
+  if (a[2 + n] == '\0' && *i + 1 < argc) return argv[++*i];
+  return NULL;
+}
+
+static int usage(const char *bad) {
+  fprintf(stderr,
+          "interop_server: bad argument '%s'\n"
+          "usage: interop_server --port=N [--use_tls=false]"
+          " [--handlers=event|blocking] [--max_recv_message=BYTES]\n",
+          bad);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  long port = -1;
+  bool blocking = false;
+  size_t max_recv = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i], *v;
+    char *end;
+    if ((v = flag_value(argc, argv, &i, "port"))) {
+      port = strtol(v, &end, 10);
+      if (!*v || *end || port < 0 || port > 65535) return usage(arg);
+    } else if ((v = flag_value(argc, argv, &i, "use_tls"))) {
+      if (strcmp(v, "true") == 0) {
+        fprintf(stderr, "TLS not supported yet\n");
+        return 2;
+      }
+      if (strcmp(v, "false") != 0) return usage(arg);
+    } else if ((v = flag_value(argc, argv, &i, "handlers"))) {
+      if (strcmp(v, "blocking") == 0)
+        blocking = true;
+      else if (strcmp(v, "event") != 0)
+        return usage(arg);
+    } else if ((v = flag_value(argc, argv, &i, "max_recv_message"))) {
+      unsigned long long b = strtoull(v, &end, 10);
+      if (!*v || *end || *v == '-') return usage(arg);
+      max_recv = (size_t)b;
+    } else {
+      return usage(arg);
+    }
+  }
+  if (port < 0) return usage("--port is required");
+
+  /* Non-blocking write end: a signal storm must never block the handler. */
+  if (pipe2(g_sig_pipe, O_CLOEXEC) != 0 ||
+      fcntl(g_sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
+    perror("pipe");
+    return 1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  mrpc_method_handler h[M_COUNT];
+  memset(h, 0, sizeof h);
+  h[M_OUTPUT].blocking = blk_streaming_output;
+  h[M_INPUT].blocking = blk_streaming_input;
+  h[M_HALF].blocking = blk_half_duplex;
+  if (blocking) {
+    h[M_EMPTY].blocking = h[M_UNARY].blocking = blk_unary;
+    h[M_FULL].blocking = blk_full_duplex;
+  } else {
+    h[M_EMPTY].event = h[M_UNARY].event = h[M_FULL].event = ev_handler;
+  }
+  /* h[M_CACHEABLE] and h[M_UNIMPLEMENTED] stay empty: UNIMPLEMENTED. */
+
+  mrpc_server_opts opts;
+  mrpc_server_opts_init(&opts);
+  opts.max_recv_message = max_recv;
+  mrpc_server *srv = NULL;
+  char addr[32];
+  int bound = 0, rc;
+  snprintf(addr, sizeof addr, ":%ld", port);
+  if ((rc = mrpc_server_new(&opts, &srv)) != 0 ||
+      (rc = mrpc_server_add_service(srv, &k_service, h)) != 0 ||
+      (rc = mrpc_server_listen(srv, addr, &bound)) != 0 ||
+      (rc = mrpc_server_start(srv)) != 0) {
+    fprintf(stderr, "interop_server: %s\n", mrpc_strerror(rc));
+    mrpc_server_del(srv);
+    return 1;
+  }
+  printf("listening on %d\n", bound);
+  fflush(stdout);
+
+  char c;
+  while (read(g_sig_pipe[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  mrpc_server_shutdown(srv, 1000);
+  mrpc_server_del(srv);
+  close(g_sig_pipe[0]);
+  close(g_sig_pipe[1]);
+  return 0;
+}
