@@ -96,6 +96,9 @@ test:
 	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 all
 	tests/run.sh build build-asan
 
+demo: all
+	BUILD=$(BUILD) scripts/demo.sh
+
 test-plain: all
 	tests/run.sh $(BUILD)
 

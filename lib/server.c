@@ -168,7 +168,9 @@ static int open_listener(const struct sockaddr_storage *sa, socklen_t len,
   int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                   0);
   if (fd < 0) return -1;
-  int one = 1;
+  int one = 1, zero = 0;
+  if (sa->ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
   if (sa->ss_family != AF_UNIX) {
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -182,6 +184,13 @@ static int open_listener(const struct sockaddr_storage *sa, socklen_t len,
   return fd;
 }
 
+static int ipv6_available(void) {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  close(fd);
+  return 1;
+}
+
 int mrpc_server_listen(mrpc_server *s, const char *addr, int *port) {
   if (!s || !addr) return MRPC_ERR_INVAL;
   if (s->started) return MRPC_ERR_STATE;
@@ -190,7 +199,17 @@ int mrpc_server_listen(mrpc_server *s, const char *addr, int *port) {
   if (mrpc__addr_parse(addr, &a) != 0) return MRPC_ERR_ADDR;
   struct sockaddr_storage ss[1];
   socklen_t lens[1];
-  if (mrpc__addr_resolve(&a, 1, ss, lens, 1) < 1) return MRPC_ERR_ADDR;
+  if (!a.is_unix && !a.host[0] && ipv6_available()) {
+    /* ":port": one dual-stack socket takes IPv4 and IPv6 clients. */
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss[0];
+    memset(in6, 0, sizeof *in6);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_addr = in6addr_any;
+    in6->sin6_port = htons((uint16_t)atoi(a.port));
+    lens[0] = sizeof *in6;
+  } else if (mrpc__addr_resolve(&a, 1, ss, lens, 1) < 1) {
+    return MRPC_ERR_ADDR;
+  }
   int *fds = s->fds + s->n_listeners * s->n_loops;
   /* A unix socket can not be shared with SO_REUSEPORT: loop 0 takes it. */
   int n = a.is_unix ? 1 : s->n_loops;

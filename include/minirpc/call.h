@@ -35,9 +35,18 @@ typedef struct mrpc_method {
  * mrpc_call: one RPC, server or client side, event-driven.
  *
  * A call lives on one I/O thread.  Its callbacks (mrpc_call_ops) always run
- * on that thread and must not block.  The mrpc_call_* functions may be called
- * from any thread: on the I/O thread they act at once, from other threads
- * they are queued to the I/O thread in the order made.
+ * on that thread and must not block; any of them may be NULL.  The
+ * mrpc_call_* functions may be called from any thread: on the I/O thread
+ * they act at once, from other threads they are queued to the I/O thread in
+ * the order made.  Errors are reported from what the calling thread can see;
+ * an operation queued from another thread that the call can no longer take
+ * when it runs (the call ended meanwhile) is dropped.  On the I/O thread,
+ * mrpc_call_cancel delivers on_done before it returns; no other function
+ * calls back into the application synchronously.
+ *
+ * The library enforces cardinality: a second request on a unary or
+ * server-streaming method, or none at all, ends the call with UNIMPLEMENTED
+ * before the handler sees it (a second response at the client: INTERNAL).
  *
  * Lifetime: a call is reference-counted.  On the server the handler's
  * reference is valid until on_done returns; take mrpc_call_ref() to keep it
@@ -74,9 +83,11 @@ MRPC_EXTERN mrpc_call *mrpc_call_ref(mrpc_call *call);
 MRPC_EXTERN void mrpc_call_unref(mrpc_call *call);
 
 /* Serializes msg (with the method's descriptor, at once, on the calling
- * thread) and queues it.  msg stays the caller's.  Returns 0 or one of:
- * MRPC_ERR_AGAIN (the call's or the connection's send queue is over its
- * limit; nothing was queued; on_writable follows), MRPC_ERR_STATE (already
+ * thread) and queues it.  msg stays the caller's.  A message is accepted
+ * whenever the call's queue holds less than its limit, whatever the
+ * message's size.  Returns 0 or one of:
+ * MRPC_ERR_AGAIN (the call's send queue is at or over its limit; nothing
+ * was queued; on_writable follows once it drains below), MRPC_ERR_STATE (already
  * finished or half-closed, or a second response on a unary/client-streaming
  * server call), MRPC_ERR_CLOSED (the call is over), MRPC_ERR_TOO_LARGE,
  * MRPC_ERR_SERIALIZE (msg is not of the method's type), MRPC_ERR_NOMEM. */
@@ -169,7 +180,9 @@ MRPC_EXTERN int mrpc_stream_set_status(mrpc_stream *s, mrpc_status_code code,
 MRPC_EXTERN int mrpc_stream_close_send(mrpc_stream *s);
 
 /* Client: waits for the call to end, fills *st (the caller's: free with
- * mrpc_status_free), and frees the stream.  If messages are still unread
+ * mrpc_status_free), and frees the stream.  To read response headers and
+ * trailers afterwards, take mrpc_call_ref(mrpc_stream_call(s)) first and
+ * read them from the call (trailers are complete once this returns).  If messages are still unread
  * they are dropped.  st may be NULL.  Returns 0 (whatever the status) or
  * MRPC_ERR_INVAL. */
 MRPC_EXTERN int mrpc_stream_finish(mrpc_stream *s, mrpc_status *st);

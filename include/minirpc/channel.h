@@ -50,7 +50,8 @@ MRPC_EXTERN int mrpc_channel_new(const char *target,
                                  const mrpc_channel_opts *opts,
                                  mrpc_channel **out);
 
-/* Cancels every call (they end with CANCELLED), closes connections, joins
+/* Ends every call (those on a connection with UNAVAILABLE, those still
+ * waiting for one with CANCELLED), closes connections, joins
  * the I/O thread and frees the channel.  Calls still referenced stay valid
  * to unref.  Not to be called from the channel's own callbacks.  NULL is a
  * no-op. */

@@ -4,6 +4,7 @@
 #   tests/interop/run.sh BUILD_DIR        (e.g. build, build-asan)
 #
 #   py-client/c-server: tests/interop/py_client.py vs BUILD_DIR/bin/interop_server
+#   py-client/c-server-blocking: the same, server on blocking handlers only
 #   c-client/py-server: BUILD_DIR/bin/interop_client vs tests/interop/py_server.py
 #
 # With INTEROP_SELFTEST=1 only py_client.py vs py_server.py is run (checks the
@@ -93,10 +94,13 @@ start_server() {
     for _ in 1 2 3; do
         server_port=$(free_port)
         case $kind in
-        c)
+        c|cb)
+            # cb: the same server with every method on blocking handlers.
+            local extra=()
+            [[ $kind == cb ]] && extra=(--handlers=blocking)
             timeout -k 5 "$SERVER_LIFETIME" \
                 "$BUILD_DIR/bin/interop_server" --port="$server_port" \
-                >"$log" 2>&1 &
+                "${extra[@]}" >"$log" 2>&1 &
             server_pid=$!
             server_pids+=("$server_pid")
             # Ready once the port accepts a connection.
@@ -262,6 +266,7 @@ if [[ ${INTEROP_SELFTEST:-0} == 1 ]]; then
 else
     if [[ -x $BUILD_DIR/bin/interop_server ]]; then
         run_direction py-client/c-server py c
+        run_direction py-client/c-server-blocking py cb
     else
         fail py-client/c-server all \
              "$BUILD_DIR/bin/interop_server is missing (build it with make)"
