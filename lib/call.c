@@ -171,45 +171,40 @@ static void set_status(mrpc_call *call, mrpc_status_code code,
   mrpc__status_set(&call->status, code, msg, NULL, 0);
 }
 
-void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
-                         const char *msg) {
+/* Delivers on_done once, with call->status as it stands. */
+static void deliver_done(mrpc_call *call) {
   if (atomic_exchange(&call->done, 1)) return;
   mrpc__timer_stop(call->loop, &call->deadline_timer);
-  if (code != MRPC_STATUS_OK || !call->is_server) {
-    /* On the server an OK finish keeps the message the handler gave. */
-    if (!call->is_server || !call->finishing || code != call->status.code)
-      set_status(call, code, msg);
-  }
-  if (code != MRPC_STATUS_OK && !(call->is_server && call->finishing &&
-                                  call->trailers_sent))
+  if (call->status.code != MRPC_STATUS_OK &&
+      !(call->is_server && call->finishing && call->trailers_sent))
     atomic_store(&call->cancelled, 1);
   if (call->ops.on_done) call->ops.on_done(call, &call->status, call->ctx);
   if (call->is_server) mrpc__server_call_done(call);
 }
 
+void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
+                         const char *msg) {
+  if (atomic_load(&call->done)) return;
+  /* A server call ending as its handler said keeps message and details. */
+  if (!(call->is_server && call->finishing && code == call->status.code))
+    set_status(call, code, msg);
+  deliver_done(call);
+}
+
 /* Client: the status of a call whose stream ended normally. */
 static void client_finish_from_headers(mrpc_call *call) {
+  if (atomic_load(&call->done)) return;
   if (call->rx_error != MRPC_STATUS_OK) {
     mrpc__call_complete(call, call->rx_error, call->rx_error_msg);
-    return;
-  }
-  if (call->have_grpc_status) {
+  } else if (call->have_grpc_status) {
     int code = call->grpc_status;
     if (code < 0 || code > 16) code = MRPC_STATUS_UNKNOWN;
-    if (atomic_exchange(&call->done, 1)) return;
-    atomic_store(&call->done, 0);
     mrpc__status_set(&call->status, (mrpc_status_code)code,
                      call->grpc_message ? call->grpc_message : "",
                      call->details, call->details_len);
-    /* complete() would overwrite the details: deliver directly. */
-    atomic_store(&call->done, 1);
-    mrpc__timer_stop(call->loop, &call->deadline_timer);
-    if (code != MRPC_STATUS_OK) atomic_store(&call->cancelled, 1);
-    if (call->ops.on_done) call->ops.on_done(call, &call->status, call->ctx);
-    return;
-  }
-  char msg[64];
-  if (call->http_status != 200) {
+    deliver_done(call);
+  } else if (call->http_status != 200) {
+    char msg[64];
     snprintf(msg, sizeof msg, "HTTP status %d", call->http_status);
     mrpc__call_complete(call, mrpc__status_from_http(call->http_status), msg);
   } else {
@@ -370,6 +365,7 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
 void mrpc__call_on_data(mrpc_call *call, const uint8_t *data, size_t len) {
   if (atomic_load(&call->done) || call->rx_error != MRPC_STATUS_OK) return;
   if (call->is_server && !call->method) return; /* refused, not routed */
+  if (!call->is_server && call->http_status != 200) return; /* not gRPC */
   int rv = mrpc__deframer_feed(&call->df, data, len, deliver, call);
   if (rv == MRPC_STATUS_RESOURCE_EXHAUSTED) {
     rx_fail(call, MRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -448,6 +444,12 @@ void mrpc__call_on_stream_close(mrpc_call *call, uint32_t h2_error,
 
 /* ---- send ---- */
 
+/* Keeps the connection's count of queued bytes in step with this call's. */
+static void conn_account(mrpc_call *call, ssize_t delta) {
+  call->in_conn += (size_t)delta;
+  if (call->conn) mrpc__conn_queued_add(call->conn, delta);
+}
+
 size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof) {
   size_t n = 0;
   while (n < len && call->sq_head) {
@@ -465,7 +467,7 @@ size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof) {
   }
   if (n) {
     atomic_fetch_sub(&call->queued, n);
-    if (call->conn) mrpc__conn_queued_add(call->conn, -(ssize_t)n);
+    conn_account(call, -(ssize_t)n);
     notify_writable(call);
   }
   *eof = !call->sq_head &&
@@ -515,17 +517,22 @@ static void server_send_status(mrpc_call *call) {
   }
 }
 
+/* Drops queued messages, except one nghttp2 has begun to send: cutting it
+ * would leave the peer a truncated message instead of our status. */
 static void drop_queue(mrpc_call *call) {
+  mrpc__chunk *keep = call->sq_head && call->sq_head->off ? call->sq_head : NULL;
+  mrpc__chunk *c = keep ? keep->next : call->sq_head;
   size_t n = 0;
-  while (call->sq_head) {
-    mrpc__chunk *c = call->sq_head;
-    call->sq_head = c->next;
+  while (c) {
+    mrpc__chunk *next = c->next;
     n += c->len - c->off;
     mrpc__free(call->alloc, c);
+    c = next;
   }
-  call->sq_tail = NULL;
+  if (keep) keep->next = NULL;
+  call->sq_head = call->sq_tail = keep;
   atomic_fetch_sub(&call->queued, n);
-  if (call->conn) mrpc__conn_queued_add(call->conn, -(ssize_t)n);
+  conn_account(call, -(ssize_t)n);
 }
 
 void mrpc__call_fail(mrpc_call *call, mrpc_status_code code, const char *msg) {
@@ -585,7 +592,9 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
   mrpc__hdrbuf_free(&hb);
   if (rv == 0) {
     snprintf(call->peer, sizeof call->peer, "%s", mrpc__conn_peer(conn));
-    mrpc__conn_queued_add(conn, (ssize_t)atomic_load(&call->queued));
+    size_t n = 0;
+    for (mrpc__chunk *c = call->sq_head; c; c = c->next) n += c->len - c->off;
+    conn_account(call, (ssize_t)n);
   }
   return rv;
 }
@@ -631,7 +640,7 @@ static void op_run(call_op *op) {
       call->sq_head = op->chunk;
     call->sq_tail = op->chunk;
     if (!call->conn) break; /* client call not started yet: keeps queue */
-    mrpc__conn_queued_add(call->conn, (ssize_t)op->chunk->len);
+    conn_account(call, (ssize_t)op->chunk->len);
     if (call->is_server && !call->headers_sent) {
       if (submit_headers(call, 0) != 0) {
         mrpc__call_fail(call, MRPC_STATUS_INTERNAL, "could not send headers");

@@ -77,6 +77,7 @@ struct mrpc_call {
   /* send */
   mrpc__chunk *sq_head, *sq_tail;
   atomic_size_t queued; /* bytes in sq, counted from any thread */
+  size_t in_conn;       /* bytes of sq counted in the connection's total */
   atomic_int want_writable;
   unsigned n_sent;
   mrpc_metadata *out_headers, *out_trailers; /* server */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define MAX_ADDRS 16
+#define CONNECT_TIMEOUT_MS 20000 /* gRPC's MIN_CONNECT_TIMEOUT */
 
 struct mrpc_channel {
   mrpc_channel_opts opts;
@@ -36,6 +37,7 @@ struct mrpc_channel {
   /* loop thread only */
   mrpc__conn *conn;      /* the connection new calls go to */
   int conn_ready;
+  mrpc__timer connect_timer; /* a connection that never sends SETTINGS */
   struct sockaddr_storage addrs[MAX_ADDRS];
   socklen_t addr_lens[MAX_ADDRS];
   int n_addrs, next_addr;
@@ -141,6 +143,7 @@ static void conn_ready(void *owner, mrpc__conn *c) {
   if (c != ch->conn) return;
   ch->conn_ready = 1;
   ch->next_addr = 0;
+  mrpc__timer_stop(ch->loop, &ch->connect_timer);
   while (ch->pending_head) {
     mrpc_call *call = ch->pending_head;
     ch->pending_head = call->conn_next;
@@ -156,6 +159,9 @@ static void conn_goaway(void *owner, mrpc__conn *c) {
   if (c == ch->conn) {
     ch->conn = NULL; /* new calls go to a new connection */
     ch->conn_ready = 0;
+    mrpc__timer_stop(ch->loop, &ch->connect_timer);
+    ch->next_addr = 0;
+    if (ch->pending_head && !atomic_load(&ch->closing)) connect_next(ch);
   }
 }
 
@@ -167,6 +173,7 @@ static void conn_closed(void *owner, mrpc__conn *c) {
       break;
     }
   if (c != ch->conn) return;
+  mrpc__timer_stop(ch->loop, &ch->connect_timer);
   int was_ready = ch->conn_ready;
   ch->conn = NULL;
   ch->conn_ready = 0;
@@ -179,6 +186,12 @@ static void conn_closed(void *owner, mrpc__conn *c) {
 
 static const mrpc__conn_owner channel_owner = {NULL, conn_closed, conn_ready,
                                                conn_goaway};
+
+static void connect_timeout(mrpc__timer *t) {
+  mrpc_channel *ch =
+      (mrpc_channel *)((char *)t - offsetof(mrpc_channel, connect_timer));
+  if (ch->conn && !ch->conn_ready) mrpc__conn_close(ch->conn);
+}
 
 /* Starts a connection to the next address; on failure of every address
  * the pending calls fail with UNAVAILABLE. */
@@ -228,6 +241,8 @@ static void connect_next(mrpc_channel *ch) {
     ch->conns[ch->n_conns++] = c;
     ch->conn = c;
     ch->conn_ready = 0;
+    mrpc__timer_start(ch->loop, &ch->connect_timer,
+                      mrpc__now_ms() + CONNECT_TIMEOUT_MS, connect_timeout);
     return;
   }
   ch->next_addr = 0;
@@ -380,6 +395,7 @@ static void close_fn(mrpc__task *t, int cancelled) {
   (void)cancelled;
   mrpc_channel *ch = *(mrpc_channel **)(t + 1);
   fail_pending(ch, MRPC_STATUS_CANCELLED, "channel closed");
+  mrpc__timer_stop(ch->loop, &ch->connect_timer);
   while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
   mrpc__loop_stop(ch->loop);
   mrpc__free(ch->alloc, t);
@@ -399,6 +415,7 @@ void mrpc_channel_del(mrpc_channel *ch) {
   pthread_join(ch->thread, NULL);
   /* Whatever the loop did not get to, finish here: it is stopped. */
   fail_pending(ch, MRPC_STATUS_CANCELLED, "channel closed");
+  mrpc__timer_stop(ch->loop, &ch->connect_timer);
   while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
   mrpc__loop_del(ch->loop);
   mrpc__free(ch->alloc, ch->conns);

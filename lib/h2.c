@@ -67,6 +67,8 @@ static void unlink_call(mrpc__conn *c, mrpc_call *call) {
   if (call->conn_next) call->conn_next->conn_prev = call->conn_prev;
   call->conn_prev = call->conn_next = NULL;
   call->conn = NULL;
+  c->queued -= call->in_conn; /* what it still had queued is not ours now */
+  call->in_conn = 0;
   c->n_calls--;
 }
 
@@ -150,7 +152,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
     return 0;
   }
   mrpc__call_on_data(call, data, len);
-  if (!call->rx_hold) {
+  if (!call->rx_hold || atomic_load(&call->done)) {
     nghttp2_session_consume(s, sid, len);
   } else {
     call->rx_unconsumed += len;
@@ -176,6 +178,12 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err,
   mrpc_call *call = stream_call(s, sid);
   if (!call) return 0;
   nghttp2_session_set_stream_user_data(s, sid, NULL);
+  /* Bytes held back for a slow reader still count against the connection
+   * window: give them back with the stream. */
+  if (call->rx_unconsumed) {
+    nghttp2_session_consume_connection(s, call->rx_unconsumed);
+    call->rx_unconsumed = 0;
+  }
   unlink_call(c, call);
   mrpc__call_on_stream_close(call, err, 0);
   mrpc_call_unref(call);
