@@ -3,6 +3,8 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer (in build-asan/).
 #
 # Variables: BUILD (output dir), SAN=1 (sanitizer build), PREFIX, DESTDIR.
+# build/minirpc.pc is for reference; `make install` writes the .pc with the
+# PREFIX it is given.
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -17,7 +19,7 @@ DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lnghttp2 -l
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-WARN    := -Wall -Wextra -Wno-unused-parameter
+WARN    := -Wall -Wextra
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fPIC -fvisibility=hidden \
               -Iinclude -Ilib -I$(BUILD)/gen $(DEP_CFLAGS) $(CFLAGS)
 LDLIBS  := $(DEP_LIBS) -lpthread
@@ -114,7 +116,9 @@ install: lib
 	ln -sf libminirpc.so.0.1.0 $(DESTDIR)$(LIBDIR)/libminirpc.so.0
 	ln -sf libminirpc.so.0 $(DESTDIR)$(LIBDIR)/libminirpc.so
 	install -m 644 $(HEADERS) $(DESTDIR)$(INCDIR)/minirpc/
-	install -m 644 $(BUILD)/minirpc.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|0.1.0|g' minirpc.pc.in \
+	    > $(DESTDIR)$(LIBDIR)/pkgconfig/minirpc.pc
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/minirpc

@@ -52,6 +52,9 @@ for build in "$@"; do
   rm -f "$out"
 done
 
+# Install and link like a user, from the first (plain) build.
+run "install/pkg-config consumer" tests/install/run.sh "$1"
+
 echo
 if [ $failed -ne 0 ]; then
   echo "Failed:"; printf '  %s\n' "${failures[@]}"
