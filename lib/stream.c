@@ -159,13 +159,12 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
     mrpc__free(s->alloc, m);
     return 1;
   }
-  int rv = 0;
-  if (s->is_server)
-    rv = s->half_closed && !s->done ? 0 : (s->half_closed ? 0 : MRPC_ERR_CLOSED);
+  int rv;
+  if (s->is_server) /* the end of requests, unless the call was cut short */
+    rv = s->half_closed && !mrpc_call_is_cancelled(s->call) ? 0
+                                                          : MRPC_ERR_CLOSED;
   else
     rv = s->final.code == MRPC_STATUS_OK ? 0 : MRPC_ERR_CLOSED;
-  if (s->is_server && s->done && mrpc_call_is_cancelled(s->call))
-    rv = MRPC_ERR_CLOSED;
   pthread_mutex_unlock(&s->mu);
   return rv;
 }

@@ -12,6 +12,9 @@ PACKAGES=(
     libssl-dev libcmocka-dev zlib1g-dev
     python3 python3-grpcio python3-protobuf python3-h2 python3-hyperframe
     nghttp2-client ca-certificates
+    # Interop peers in Go and C++ (tests/interop/go, tests/interop/cpp).
+    golang-go golang-google-grpc-dev golang-goprotobuf-dev protoc-gen-go-1-3
+    libgrpc++-dev libprotobuf-dev
 )
 
 installed() {

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 passed=0
 failed=0
+skipped=0
 failures=()
 
 run() { # name, command...
@@ -45,6 +46,9 @@ for build in "$@"; do
             echo "FAIL $build/interop/$dir/$case $rest" ;;
     esac
   done < <(grep -E '^(PASS|FAIL) interop ' "$out")
+  while read -r line; do
+    skipped=$((skipped + 1)); echo "$line"
+  done < <(grep -E '^SKIP interop ' "$out")
   if [ $rc -ne 0 ] && ! grep -q '^FAIL interop ' "$out"; then
     failed=$((failed + 1)); failures+=("$build/interop (run.sh exit $rc)")
     echo "FAIL $build/interop (run.sh exit $rc)"; tail -n 40 "$out" | sed 's/^/    /'
@@ -59,5 +63,9 @@ echo
 if [ $failed -ne 0 ]; then
   echo "Failed:"; printf '  %s\n' "${failures[@]}"
 fi
-echo "$passed passed, $failed failed"
+if [ $skipped -ne 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
 [ $failed -eq 0 ]

@@ -6,9 +6,19 @@
 #   py-client/c-server: tests/interop/py_client.py vs BUILD_DIR/bin/interop_server
 #   py-client/c-server-blocking: the same, server on blocking handlers only
 #   c-client/py-server: BUILD_DIR/bin/interop_client vs tests/interop/py_server.py
+#   go-client/c-server, c-client/go-server: the same with the grpc-go peers
+#       of tests/interop/go/ (Debian's golang-google-grpc-dev)
+#   cpp-client/c-server, c-client/cpp-server: the same with the grpc++ peers
+#       of tests/interop/cpp/ (Debian's libgrpc++-dev)
 #
-# With INTEROP_SELFTEST=1 only py_client.py vs py_server.py is run (checks the
-# Python side on its own; no C programs needed).
+# The Go and C++ peers are built on first use into PEERS_DIR (see below),
+# without sanitizers, and rebuilt only when their sources, test.proto or the
+# toolchain change.  Without a Go or C++ toolchain their directions print
+# "SKIP interop <direction>: reason" (scripts/deps.sh installs both).
+#
+# With INTEROP_SELFTEST=1 only the peers are run against each other
+# (py-client/py-server, go-client/go-server, cpp-client/cpp-server), which
+# checks them on their own; no C programs needed.
 #
 # Prints "PASS interop <direction> <case>" / "FAIL interop <direction> <case>"
 # per case and exits non-zero if anything failed.  Logs of the last run are
@@ -26,6 +36,17 @@ mkdir -p "$1"
 BUILD_DIR=$(cd "$1" && pwd)
 GEN=$BUILD_DIR/gen/py
 LOGS=$BUILD_DIR/interop-logs
+# The Go and C++ peers are not under test and carry no sanitizer, so build/
+# and build-asan/ (any build directory beside the sources) share one copy in
+# build/; INTEROP_PEERS_DIR overrides.
+if [[ -n ${INTEROP_PEERS_DIR:-} ]]; then
+    mkdir -p "$INTEROP_PEERS_DIR"
+    PEERS_DIR=$(cd "$INTEROP_PEERS_DIR" && pwd)
+elif [[ $(dirname "$BUILD_DIR") == "$ROOT" ]]; then
+    PEERS_DIR=$ROOT/build/interop-peers
+else
+    PEERS_DIR=$BUILD_DIR/interop-peers
+fi
 # Debian's grpcio/protobuf modules are only visible to the system python.
 PY=/usr/bin/python3
 
@@ -39,6 +60,7 @@ SERVER_LIFETIME=600   # s; upper bound even if this script is killed hard
 CLIENT_ALL_TIMEOUT=300
 CLIENT_ONE_TIMEOUT=60
 STARTUP_TIMEOUT=20
+PEER_BUILD_TIMEOUT=300  # s, per toolchain
 
 failures=0
 server_pids=()
@@ -113,10 +135,15 @@ start_server() {
                 return 0
             fi
             ;;
-        py)
+        py|go|cpp)
+            local cmd
+            case $kind in
+            py)  cmd=(env PYTHONPATH="$GEN" "$PY" "$HERE/py_server.py") ;;
+            go)  cmd=("$PEERS_DIR/bin/go-server") ;;
+            cpp) cmd=("$PEERS_DIR/bin/cpp-server") ;;
+            esac
             timeout -k 5 "$SERVER_LIFETIME" \
-                env PYTHONPATH="$GEN" "$PY" "$HERE/py_server.py" \
-                --port="$server_port" >"$log" 2>&1 &
+                "${cmd[@]}" --port="$server_port" >"$log" 2>&1 &
             server_pid=$!
             server_pids+=("$server_pid")
             # Ready once it has announced itself.
@@ -174,6 +201,11 @@ run_client() {
         timeout -k 5 "$limit" env PYTHONPATH="$GEN" "$PY" \
             "$HERE/py_client.py" --server_host=127.0.0.1 \
             --server_port="$port" --test_case="$test_case"
+        ;;
+    go|cpp)
+        timeout -k 5 "$limit" "$PEERS_DIR/bin/$kind-client" \
+            --server_host=127.0.0.1 --server_port="$port" \
+            --test_case="$test_case"
         ;;
     esac
 }
@@ -243,6 +275,204 @@ run_direction() {
     stop_server "$dir" "$slog"
 }
 
+# --- the Go and C++ peers ---------------------------------------------------
+# Each kind is built once into PEERS_DIR and reused while its stamp (a hash of
+# its sources, test.proto, this recipe and the toolchain's versions) is
+# unchanged.  build_peer KIND sets peer_skip (toolchain missing: the
+# directions are skipped) or peer_error (the build failed: the directions
+# fail), else leaves both empty.
+
+pkg_versions() {  # pkg_versions PKG...: "name=version" lines, for the stamps
+    command -v dpkg-query >/dev/null || return 0
+    dpkg-query -W -f='${Package}=${Version}\n' "$@" 2>/dev/null || true
+}
+
+# peer_stamp FILE...: hashes the files and the toolchain description on stdin.
+peer_stamp() {
+    { cat; sha256sum "$@" | sed "s|  $ROOT/|  |"; } | sha256sum | cut -d' ' -f1
+}
+
+peer_cmd() {  # peer_cmd CMD...: one build step, bounded in time
+    timeout -k 5 "$PEER_BUILD_TIMEOUT" "$@"
+}
+
+GO_IMPORT=minirpc.test/grpc_testing  # the generated package's import path
+
+go_missing() {  # prints why the Go peers cannot be built, if so
+    local gocode=/usr/share/gocode/src
+    if ! command -v go >/dev/null; then
+        echo "go not found (golang-go)"
+    elif ! command -v protoc-gen-go >/dev/null; then
+        echo "protoc-gen-go not found (golang-goprotobuf-dev)"
+    elif [[ ! -d $gocode/google.golang.org/grpc ]]; then
+        echo "$gocode/google.golang.org/grpc not found (golang-google-grpc-dev)"
+    elif [[ ! -d $gocode/github.com/golang/protobuf/proto ]]; then
+        echo "$gocode/github.com/golang/protobuf not found" \
+             "(golang-goprotobuf-dev)"
+    fi
+}
+
+go_stamp() {
+    { echo "go recipe 1"; go version; protoc --version
+      pkg_versions golang-go protoc-gen-go-1-3 golang-goprotobuf-dev \
+          golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev
+    } | peer_stamp "$HERE/go/client/client.go" "$HERE/go/server/server.go" \
+                   "$HERE/test.proto"
+}
+
+# Debian's grpc-go 1.33 is built in GOPATH mode: no modules, no network.
+go_env() {
+    peer_cmd env GO111MODULE=off GOFLAGS= GOPROXY=off GOENV=off CGO_ENABLED=0 \
+        GOPATH="$PEERS_DIR/go/gopath:/usr/share/gocode" \
+        GOCACHE="$PEERS_DIR/go/cache" "$@"
+}
+
+go_build() {
+    local pkg=$PEERS_DIR/go/gopath/src/$GO_IMPORT
+    rm -rf "$PEERS_DIR/go/gopath"
+    mkdir -p "$pkg"
+    # protoc-gen-go 1.3 generates the gRPC stubs too (plugins=grpc).
+    peer_cmd protoc -I"$HERE" \
+        --go_out="plugins=grpc,Mtest.proto=$GO_IMPORT:$pkg" \
+        "$HERE/test.proto" &&
+    (cd "$HERE/go/client" && go_env go build -o "$PEERS_DIR/bin/go-client" .) &&
+    (cd "$HERE/go/server" && go_env go build -o "$PEERS_DIR/bin/go-server" .)
+}
+
+cpp_missing() {  # prints why the C++ peers cannot be built, if so
+    if ! command -v g++ >/dev/null; then
+        echo "g++ not found (g++)"
+    elif ! command -v pkg-config >/dev/null; then
+        echo "pkg-config not found (pkg-config)"
+    elif ! pkg-config --exists grpc++ protobuf; then
+        echo "pkg-config finds no grpc++/protobuf" \
+             "(libgrpc++-dev libprotobuf-dev)"
+    elif [[ ! -x /usr/bin/grpc_cpp_plugin ]]; then
+        echo "/usr/bin/grpc_cpp_plugin not found (protobuf-compiler-grpc)"
+    fi
+}
+
+cpp_stamp() {
+    { echo "cpp recipe 1"; g++ -dumpfullversion -dumpversion; protoc --version
+      pkg-config --modversion grpc++ protobuf
+      pkg_versions libgrpc++-dev libgrpc-dev libprotobuf-dev \
+          protobuf-compiler-grpc
+    } | peer_stamp "$HERE/cpp/client.cc" "$HERE/cpp/server.cc" \
+                   "$HERE/test.proto"
+}
+
+cpp_build() {
+    local gen=$PEERS_DIR/cpp/gen obj=$PEERS_DIR/cpp/obj
+    local cflags libs src side pid pids=() ok=1
+    rm -rf "$gen" "$obj"
+    mkdir -p "$gen" "$obj"
+    cflags=$(pkg-config --cflags grpc++ protobuf) &&
+    libs=$(pkg-config --libs grpc++ protobuf) &&
+    peer_cmd protoc -I"$HERE" --cpp_out="$gen" --grpc_out="$gen" \
+        --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin \
+        "$HERE/test.proto" || return 1
+    # The four translation units at once: compiling is the slow part.
+    for src in "$gen/test.pb.cc" "$gen/test.grpc.pb.cc" \
+               "$HERE/cpp/client.cc" "$HERE/cpp/server.cc"; do
+        # shellcheck disable=SC2086  # pkg-config output is a word list
+        peer_cmd g++ -std=c++17 -O1 -Wall -I"$gen" $cflags -c "$src" \
+            -o "$obj/$(basename "$src" .cc).o" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || ok=0
+    done
+    [[ $ok -eq 1 ]] || return 1
+    for side in client server; do
+        # shellcheck disable=SC2086
+        peer_cmd g++ -o "$PEERS_DIR/bin/cpp-$side" "$obj/$side.o" \
+            "$obj/test.pb.o" "$obj/test.grpc.pb.o" $libs || return 1
+    done
+    rm -rf "$obj"
+}
+
+# build_peer_locked KIND: (re)builds KIND's peers unless their stamp matches.
+build_peer_locked() {
+    local kind=$1 dir=$PEERS_DIR/$1 stamp
+    stamp=$("${kind}_stamp")
+    if [[ -x $PEERS_DIR/bin/$kind-client && -x $PEERS_DIR/bin/$kind-server &&
+          $(cat "$dir/stamp" 2>/dev/null) == "$stamp" ]]; then
+        return 0
+    fi
+    echo "interop: building the $kind peers into $PEERS_DIR"
+    rm -f "$dir/stamp" "$PEERS_DIR/bin/$kind-client" \
+          "$PEERS_DIR/bin/$kind-server"
+    mkdir -p "$dir" "$PEERS_DIR/bin"
+    "${kind}_build" >"$dir/build.log" 2>&1 || return 1
+    echo "$stamp" >"$dir/stamp"
+}
+
+build_peer() {  # build_peer KIND (go or cpp)
+    local kind=$1
+    peer_error=
+    peer_skip=$("${kind}_missing")
+    [[ -z $peer_skip ]] || return 0
+    mkdir -p "$PEERS_DIR"
+    # The lock keeps two runs sharing PEERS_DIR from building at once.
+    if ! (
+        if command -v flock >/dev/null; then
+            flock -w "$PEER_BUILD_TIMEOUT" 9 || exit 1
+        fi
+        build_peer_locked "$kind"
+    ) 9>"$PEERS_DIR/.lock"; then
+        peer_error="building the $kind peers failed"
+        peer_error+=" (log: $PEERS_DIR/$kind/build.log)"
+        show_log "$kind peers build log" "$PEERS_DIR/$kind/build.log"
+    fi
+}
+
+skip() {  # skip DIRECTION REASON
+    echo "SKIP interop $1: $2"
+}
+
+# peer_directions KIND: KIND's client against our server, and our client
+# against KIND's server.
+peer_directions() {
+    local kind=$1
+    local cdir=$kind-client/c-server sdir=c-client/$kind-server
+    build_peer "$kind"
+    if [[ -n $peer_skip ]]; then
+        skip "$cdir" "$peer_skip"
+        skip "$sdir" "$peer_skip"
+        return 0
+    fi
+    if [[ -n $peer_error ]]; then
+        fail "$cdir" all "$peer_error"
+        fail "$sdir" all "$peer_error"
+        return 0
+    fi
+    if [[ -x $BUILD_DIR/bin/interop_server ]]; then
+        run_direction "$cdir" "$kind" c
+    else
+        fail "$cdir" all \
+             "$BUILD_DIR/bin/interop_server is missing (build it with make)"
+    fi
+    if [[ -x $BUILD_DIR/bin/interop_client ]]; then
+        run_direction "$sdir" c "$kind"
+    else
+        fail "$sdir" all \
+             "$BUILD_DIR/bin/interop_client is missing (build it with make)"
+    fi
+}
+
+# peer_selftest KIND: KIND's client against KIND's server.
+peer_selftest() {
+    local kind=$1 dir=$1-client/$1-server
+    build_peer "$kind"
+    if [[ -n $peer_skip ]]; then
+        skip "$dir" "$peer_skip"
+    elif [[ -n $peer_error ]]; then
+        fail "$dir" all "$peer_error"
+    else
+        run_direction "$dir" "$kind" "$kind"
+    fi
+}
+
 # --- setup ------------------------------------------------------------------
 if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
     echo "FAIL interop: $PY cannot import grpc/google.protobuf" \
@@ -263,6 +493,8 @@ timeout 60 protoc -I"$HERE" --python_out="$GEN" --grpc_out="$GEN" \
 # --- the runs ---------------------------------------------------------------
 if [[ ${INTEROP_SELFTEST:-0} == 1 ]]; then
     run_direction py-client/py-server py py
+    peer_selftest go
+    peer_selftest cpp
 else
     if [[ -x $BUILD_DIR/bin/interop_server ]]; then
         run_direction py-client/c-server py c
@@ -277,6 +509,8 @@ else
         fail c-client/py-server all \
              "$BUILD_DIR/bin/interop_client is missing (build it with make)"
     fi
+    peer_directions go
+    peer_directions cpp
 fi
 
 if [[ $failures -ne 0 ]]; then
