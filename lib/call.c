@@ -238,6 +238,9 @@ void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
     call->hdr_overflow = 1;
     return;
   }
+  /* gRPC defines no request trailers; the call is already dispatched and
+   * its metadata in the handler's hands: count them, use nothing. */
+  if (trailer && call->is_server) return;
   const mrpc_allocator *a = call->alloc;
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
   if (name[0] == ':') {
@@ -495,6 +498,8 @@ static int submit_headers(mrpc_call *call, int trailers_only) {
   mrpc__hdrbuf_init(&hb, call->alloc);
   mrpc__hdrbuf_add(&hb, ":status", "200", 3);
   mrpc__hdrbuf_add(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
+  if (call->bad_encoding) /* compression.md: say what we do accept */
+    mrpc__hdrbuf_add(&hb, "grpc-accept-encoding", "identity", 8);
   if (call->out_headers) mrpc__hdrbuf_add_md(&hb, call->out_headers);
   if (trailers_only) mrpc__call_build_trailers(call, &hb);
   int rv = hb.oom ? MRPC_ERR_NOMEM
@@ -552,6 +557,7 @@ static void deadline_fired(mrpc__timer *t) {
       (mrpc_call *)((char *)t - offsetof(mrpc_call, deadline_timer));
   if (atomic_load(&call->done)) return;
   if (call->is_server) {
+    atomic_store(&call->cancelled, 1); /* the handler must see it so */
     mrpc__call_fail(call, MRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
   } else {
     if (call->conn) mrpc__conn_reset(call->conn, call, H2_CANCEL);

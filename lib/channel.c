@@ -178,10 +178,12 @@ static void conn_closed(void *owner, mrpc__conn *c) {
   ch->conn = NULL;
   ch->conn_ready = 0;
   if (!ch->pending_head) return;
-  if (!was_ready && ch->next_addr < ch->n_addrs && !atomic_load(&ch->closing))
+  if (!was_ready && ch->next_addr < ch->n_addrs && !atomic_load(&ch->closing)) {
     connect_next(ch); /* try the next address */
-  else
+  } else {
+    ch->next_addr = 0; /* the next call starts over from the first */
     fail_pending(ch, MRPC_STATUS_UNAVAILABLE, "failed to connect");
+  }
 }
 
 static const mrpc__conn_owner channel_owner = {NULL, conn_closed, conn_ready,

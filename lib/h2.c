@@ -78,6 +78,13 @@ static mrpc_call *stream_call(nghttp2_session *s, int32_t sid) {
   return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
 }
 
+/* Trailers: a second header block, or on the client a trailers-only
+ * response (one block with END_STREAM). */
+static int is_trailer(const mrpc_call *call, const nghttp2_frame *f) {
+  if (f->headers.cat == NGHTTP2_HCAT_HEADERS && call->got_headers) return 1;
+  return !call->is_server && (f->hd.flags & NGHTTP2_FLAG_END_STREAM);
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
                             void *ud) {
   mrpc__conn *c = ud;
@@ -102,8 +109,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   (void)ud;
   mrpc_call *call = stream_call(s, f->hd.stream_id);
   if (!call) return 0;
-  int trailer = f->headers.cat == NGHTTP2_HCAT_HEADERS && call->got_headers;
-  mrpc__call_on_header(call, name, nlen, value, vlen, trailer);
+  mrpc__call_on_header(call, name, nlen, value, vlen, is_trailer(call, f));
   return 0;
 }
 
@@ -124,9 +130,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
   case NGHTTP2_HEADERS: {
     mrpc_call *call = stream_call(s, f->hd.stream_id);
     if (!call) return 0;
-    int trailer = f->headers.cat == NGHTTP2_HCAT_HEADERS && call->got_headers;
     int es = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
-    mrpc__call_on_headers_end(call, trailer, es);
+    mrpc__call_on_headers_end(call, is_trailer(call, f), es);
     if (es) mrpc__call_on_remote_end(call);
     return 0;
   }
@@ -458,9 +463,8 @@ static void conn_read(mrpc__conn *c) {
     }
     ssize_t rv = nghttp2_session_mem_recv(c->ng, buf, (size_t)r);
     if (rv < 0) {
-      /* Fatal for the session (bad preface, flood, protocol error): try to
-       * get the GOAWAY nghttp2 queued out, then close. */
-      conn_flush(c);
+      /* Every mem_recv error is fatal (<= -900: bad preface, flood,
+       * callback failure, OOM): the session must not be used again. */
       mrpc__conn_close(c);
       return;
     }
@@ -535,6 +539,8 @@ int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
       cbs, on_invalid_frame);
   /* Windows are reopened as the application takes the data. */
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* gRPC allows any 0x20-0x7E in metadata values, edge spaces included. */
+  nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 1);
   if (cfg->is_server)
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
 

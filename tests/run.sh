@@ -35,6 +35,25 @@ for build in "$@"; do
     [ -x "$t" ] || continue
     run "$build/$(basename "$t")" "$t"
   done
+  # Raw HTTP/2 bad input against the interop server, one line per case.
+  out=$(mktemp)
+  timeout 600 tests/h2/run.sh "$build" >"$out" 2>&1
+  rc=$?
+  n_before=$failed
+  while read -r verdict _ name rest; do
+    case "$verdict" in
+      PASS) passed=$((passed + 1)); echo "PASS $build/h2/$name" ;;
+      FAIL) failed=$((failed + 1)); failures+=("$build/h2/$name $rest")
+            echo "FAIL $build/h2/$name $rest" ;;
+    esac
+  done < <(grep -E '^(PASS|FAIL) h2 ' "$out")
+  if [ $rc -ne 0 ] && [ $failed -eq $n_before ]; then
+    failed=$((failed + 1)); failures+=("$build/h2 (run.sh exit $rc)")
+    echo "FAIL $build/h2 (run.sh exit $rc)"
+  fi
+  [ $failed -eq $n_before ] || tail -n 60 "$out" | sed 's/^/    /'
+  rm -f "$out"
+
   # Each interop case counts on its own.
   out=$(mktemp)
   timeout 600 tests/interop/run.sh "$build" >"$out" 2>&1
