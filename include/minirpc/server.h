@@ -49,7 +49,8 @@ typedef struct mrpc_server_opts {
   /* I/O threads; 0 = one per core. */
   int io_threads;
   /* Worker threads for blocking handlers; grows on demand up to this; 0 =
-   * 256. */
+   * 256.  Each blocking call holds a worker until its handler returns:
+   * past this many, new blocking calls wait in a queue. */
   int max_workers;
   /* SETTINGS_MAX_CONCURRENT_STREAMS per connection; 0 = 100. */
   uint32_t max_concurrent_streams;
