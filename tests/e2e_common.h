@@ -523,6 +523,36 @@ E2E_FN mrpc_channel *e2e_channel(const char *target,
   return ch;
 }
 
+/* The group fixture of every suite: one server with the shared methods
+ * plus the suite's own, and one channel to it. */
+static e2e_server g_srv;
+static mrpc_channel *g_ch;
+static const mrpc_method *g_extra;
+static const mrpc_method_handler *g_extra_h;
+static size_t g_n_extra;
+
+/* Sets the suite's own methods; call before cmocka_run_group_tests. */
+E2E_FN void e2e_group_methods(const mrpc_method *m,
+                              const mrpc_method_handler *h, size_t n) {
+  g_extra = m;
+  g_extra_h = h;
+  g_n_extra = n;
+}
+
+E2E_FN int e2e_group_setup(void **state) {
+  (void)state;
+  e2e_server_start(&g_srv, NULL, NULL, g_extra, g_extra_h, g_n_extra);
+  g_ch = e2e_channel(g_srv.target, NULL);
+  return 0;
+}
+
+E2E_FN int e2e_group_teardown(void **state) {
+  (void)state;
+  mrpc_channel_del(g_ch);
+  e2e_server_stop(&g_srv);
+  return 0;
+}
+
 E2E_FN mrpc_call_opts e2e_copts(int64_t timeout_ms, const mrpc_metadata *md) {
   mrpc_call_opts o;
   mrpc_call_opts_init(&o);

@@ -95,23 +95,6 @@ static const mrpc_method_handler k_dl_h[DL_COUNT] = {
     [DL_EVENT_UNARY] = {event_unary, NULL, NULL},
 };
 
-static e2e_server g_srv;
-static mrpc_channel *g_ch;
-
-static int setup(void **state) {
-  (void)state;
-  e2e_server_start(&g_srv, NULL, NULL, k_dl, k_dl_h, DL_COUNT);
-  g_ch = e2e_channel(g_srv.target, NULL);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  mrpc_channel_del(g_ch);
-  e2e_server_stop(&g_srv);
-  return 0;
-}
-
 /* Waits for the handler to see the end of its call; returns g_result. */
 static int server_result(void) {
   E2E_WAIT_UNTIL(atomic_load(&g_ended) > 0, 12000);
@@ -416,5 +399,6 @@ int main(void) {
       cmocka_unit_test(test_cancel_before_any_message),
       cmocka_unit_test(test_channel_del_ends_calls_in_flight),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  e2e_group_methods(k_dl, k_dl_h, DL_COUNT);
+  return cmocka_run_group_tests(tests, e2e_group_setup, e2e_group_teardown);
 }

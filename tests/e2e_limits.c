@@ -36,23 +36,6 @@ static void slow_sink(mrpc_stream *s, void *user) {
 
 static const mrpc_method_handler k_sink_h = {NULL, slow_sink, NULL};
 
-static e2e_server g_srv; /* defaults, plus the sink */
-static mrpc_channel *g_ch;
-
-static int setup(void **state) {
-  (void)state;
-  e2e_server_start(&g_srv, NULL, NULL, &k_sink, &k_sink_h, 1);
-  g_ch = e2e_channel(g_srv.target, NULL);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  mrpc_channel_del(g_ch);
-  e2e_server_stop(&g_srv);
-  return 0;
-}
-
 /* A unary call of a body of len pattern bytes asking for a response of
  * resp_size bytes (0: echo); returns the code. */
 static int sized_unary(mrpc_channel *ch, int srv, int cli, size_t len,
@@ -398,5 +381,6 @@ int main(void) {
       cmocka_unit_test(test_cancelling_a_slow_reader_releases_the_sender),
       cmocka_unit_test(test_slow_handler_back_pressures_an_event_client),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  e2e_group_methods(&k_sink, &k_sink_h, 1);
+  return cmocka_run_group_tests(tests, e2e_group_setup, e2e_group_teardown);
 }

@@ -110,25 +110,6 @@ static const mrpc_method_handler k_md_h[MD_COUNT] = {
     [MD_BLOCKING_EMPTY] = {NULL, md_blocking, NULL},
 };
 
-static e2e_server g_srv;
-static mrpc_channel *g_ch;
-
-static int setup(void **state) {
-  (void)state;
-  e2e_server_start(&g_srv, NULL, NULL, k_md, k_md_h, MD_COUNT);
-  g_ch = e2e_channel(g_srv.target, NULL);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  mrpc_channel_del(g_ch);
-  e2e_server_stop(&g_srv);
-  mrpc_metadata_del(g_req_md);
-  g_req_md = NULL;
-  return 0;
-}
-
 /* ---- checks ---- */
 
 /* The request metadata: ASCII, binary with every byte value (0 and 0xff
@@ -394,5 +375,6 @@ int main(void) {
           test_ascii_value_with_edge_spaces_is_refused_or_delivered),
       cmocka_unit_test(test_peer_strings_name_the_loopback_addresses),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  e2e_group_methods(k_md, k_md_h, MD_COUNT);
+  return cmocka_run_group_tests(tests, e2e_group_setup, e2e_group_teardown);
 }

@@ -7,23 +7,6 @@
 
 #define N_STREAM 10 /* messages per streaming call */
 
-static e2e_server g_srv;
-static mrpc_channel *g_ch;
-
-static int setup(void **state) {
-  (void)state;
-  e2e_server_start(&g_srv, NULL, NULL, NULL, NULL, 0);
-  g_ch = e2e_channel(g_srv.target, NULL);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  mrpc_channel_del(g_ch);
-  e2e_server_stop(&g_srv);
-  return 0;
-}
-
 /* ---- unary ---- */
 
 static void unary(mrpc_channel *ch, int srv, int cli) {
@@ -387,5 +370,6 @@ int main(void) {
       cmocka_unit_test(test_empty_messages_round_trip),
       cmocka_unit_test(test_all_patterns_work_over_a_unix_socket),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  e2e_group_methods(NULL, NULL, 0);
+  return cmocka_run_group_tests(tests, e2e_group_setup, e2e_group_teardown);
 }

@@ -81,23 +81,6 @@ static const mrpc_method_handler k_extra_h[X_COUNT] = {
     [X_HOLD_BLOCKING] = {NULL, hold_blocking, NULL},
 };
 
-static e2e_server g_srv;
-static mrpc_channel *g_ch;
-
-static int setup(void **state) {
-  (void)state;
-  e2e_server_start(&g_srv, NULL, NULL, k_extra, k_extra_h, X_COUNT);
-  g_ch = e2e_channel(g_srv.target, NULL);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  mrpc_channel_del(g_ch);
-  e2e_server_stop(&g_srv);
-  return 0;
-}
-
 /* One unary call asking the echo service for a status; returns the status
  * the client got (the caller frees it). */
 static mrpc_status ask_status(mrpc_channel *ch, int srv, int cli, int code,
@@ -496,5 +479,6 @@ int main(void) {
       cmocka_unit_test(
           test_shutdown_cancels_calls_still_running_after_the_grace),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  e2e_group_methods(k_extra, k_extra_h, X_COUNT);
+  return cmocka_run_group_tests(tests, e2e_group_setup, e2e_group_teardown);
 }
