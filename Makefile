@@ -49,6 +49,11 @@ PROGRAMS   := $(BUILD)/bin/interop_server $(BUILD)/bin/interop_client
 
 .PHONY: all lib programs tests test test-plain test-asan demo install \
         uninstall clean
+
+# The protoc plugin and the example apps bring their own rules; they add to
+# PROGRAMS and TEST_SCRIPTS.
+include codegen/codegen.mk
+include examples/examples.mk
 .SECONDARY:
 
 all: lib programs tests

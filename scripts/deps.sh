@@ -9,7 +9,8 @@ PACKAGES=(
     build-essential make pkg-config
     libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
     protobuf-compiler protobuf-compiler-grpc
-    libssl-dev libcmocka-dev zlib1g-dev
+    libssl-dev libcmocka-dev zlib1g-dev libprotoc-dev libprotobuf-dev
+    libsqlite3-dev sqlite3
     python3 python3-grpcio python3-protobuf python3-h2 python3-hyperframe
     nghttp2-client ca-certificates
     # Interop peers in Go and C++ (tests/interop/go, tests/interop/cpp).

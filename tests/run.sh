@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Runs the whole suite for each build directory given (unit tests, end-to-end
-# tests, interop against Debian's grpcio) and prints the closing line
-# "N passed, N failed".  Exit status non-zero if anything failed.
+# Runs the whole suite for each build directory given and prints the closing
+# line "N passed, N failed" (", N skipped" when some were).  Exit status
+# non-zero if anything failed.  Parts, per build:
+#   - cmocka unit tests (BUILD/tests/test_*) and end-to-end tests (e2e_*),
+#     one verdict per binary;
+#   - scripts that print one "PASS <kind> <name>" / "FAIL <kind> <name>: why"
+#     / "SKIP <kind> <name>: why" line per case: tests/h2/run.sh,
+#     tests/codegen/run.sh, tests/examples/*.sh, tests/interop/run.sh.
+# Then, once, the install test from the first build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,20 +16,42 @@ failed=0
 skipped=0
 failures=()
 
-run() { # name, command...
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); failures+=("$1"); echo "FAIL $1"; }
+
+# run NAME CMD...: one verdict from the exit status.
+run() {
   local name=$1; shift
   local log
   log=$(mktemp)
   if timeout 300 "$@" >"$log" 2>&1; then
-    passed=$((passed + 1))
-    echo "PASS $name"
+    pass "$name"
   else
-    failed=$((failed + 1))
-    failures+=("$name")
-    echo "FAIL $name"
+    fail "$name"
     tail -n 40 "$log" | sed 's/^/    /'
   fi
   rm -f "$log"
+}
+
+# run_cases BUILD CMD...: one verdict per PASS/FAIL/SKIP line of the script.
+run_cases() {
+  local build=$1; shift
+  local out rc n_before=$failed verdict kind name rest
+  out=$(mktemp)
+  timeout 900 "$@" >"$out" 2>&1
+  rc=$?
+  while read -r verdict kind name rest; do
+    case "$verdict" in
+      PASS) pass "$build/$kind/$name${rest:+ $rest}" ;;
+      FAIL) fail "$build/$kind/$name $rest" ;;
+      SKIP) skipped=$((skipped + 1)); echo "SKIP $build/$kind/$name $rest" ;;
+    esac
+  done < <(grep -E '^(PASS|FAIL|SKIP) [a-z0-9_-]+ ' "$out")
+  if [ $rc -ne 0 ] && [ $failed -eq $n_before ]; then
+    fail "$build/$* (exit $rc)"
+  fi
+  [ $failed -eq $n_before ] || tail -n 60 "$out" | sed 's/^/    /'
+  rm -f "$out"
 }
 
 # Sanitizers: any report fails the run; leaks included.
@@ -35,44 +63,11 @@ for build in "$@"; do
     [ -x "$t" ] || continue
     run "$build/$(basename "$t")" "$t"
   done
-  # Raw HTTP/2 bad input against the interop server, one line per case.
-  out=$(mktemp)
-  timeout 600 tests/h2/run.sh "$build" >"$out" 2>&1
-  rc=$?
-  n_before=$failed
-  while read -r verdict _ name rest; do
-    case "$verdict" in
-      PASS) passed=$((passed + 1)); echo "PASS $build/h2/$name" ;;
-      FAIL) failed=$((failed + 1)); failures+=("$build/h2/$name $rest")
-            echo "FAIL $build/h2/$name $rest" ;;
-    esac
-  done < <(grep -E '^(PASS|FAIL) h2 ' "$out")
-  if [ $rc -ne 0 ] && [ $failed -eq $n_before ]; then
-    failed=$((failed + 1)); failures+=("$build/h2 (run.sh exit $rc)")
-    echo "FAIL $build/h2 (run.sh exit $rc)"
-  fi
-  [ $failed -eq $n_before ] || tail -n 60 "$out" | sed 's/^/    /'
-  rm -f "$out"
-
-  # Each interop case counts on its own.
-  out=$(mktemp)
-  timeout 600 tests/interop/run.sh "$build" >"$out" 2>&1
-  rc=$?
-  while read -r verdict _ dir case rest; do
-    case "$verdict" in
-      PASS) passed=$((passed + 1)); echo "PASS $build/interop/$dir/$case" ;;
-      FAIL) failed=$((failed + 1)); failures+=("$build/interop/$dir/$case $rest")
-            echo "FAIL $build/interop/$dir/$case $rest" ;;
-    esac
-  done < <(grep -E '^(PASS|FAIL) interop ' "$out")
-  while read -r line; do
-    skipped=$((skipped + 1)); echo "$line"
-  done < <(grep -E '^SKIP interop ' "$out")
-  if [ $rc -ne 0 ] && ! grep -q '^FAIL interop ' "$out"; then
-    failed=$((failed + 1)); failures+=("$build/interop (run.sh exit $rc)")
-    echo "FAIL $build/interop (run.sh exit $rc)"; tail -n 40 "$out" | sed 's/^/    /'
-  fi
-  rm -f "$out"
+  for script in tests/h2/run.sh tests/codegen/run.sh tests/examples/*.sh \
+                tests/interop/run.sh; do
+    [ -x "$script" ] || continue
+    run_cases "$build" "$script" "$build"
+  done
 done
 
 # Install and link like a user, from the first (plain) build.

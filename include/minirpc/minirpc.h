@@ -10,5 +10,6 @@
 #include <minirpc/call.h>
 #include <minirpc/server.h>
 #include <minirpc/channel.h>
+#include <minirpc/descriptor.h>
 
 #endif

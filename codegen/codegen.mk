@@ -1,0 +1,1 @@
+# protoc-gen-minirpc: rules come with the plugin (issue 3).
