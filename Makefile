@@ -47,7 +47,7 @@ UNIT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/test
 E2E_TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/e2e_*.c)))
 PROGRAMS   := $(BUILD)/bin/interop_server $(BUILD)/bin/interop_client
 
-.PHONY: all lib programs tests test test-plain test-asan demo install \
+.PHONY: all lib programs tests test test-plain test-asan test-tsan demo install \
         uninstall clean
 
 # The protoc plugin and the example apps bring their own rules; they add to
@@ -113,6 +113,14 @@ test-asan:
 	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 all
 	tests/run.sh build-asan
 
+# Optional: the cmocka suites under ThreadSanitizer (not part of `make test`:
+# it needs its own build and roughly doubles the run time).
+test-tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 CFLAGS="-O1 -g -fsanitize=thread" \
+	    LDFLAGS=-fsanitize=thread tests
+	for t in build-tsan/tests/test_* build-tsan/tests/e2e_*; do \
+	    TSAN_OPTIONS=halt_on_error=1 $$t || exit 1; done
+
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/minirpc \
 	           $(DESTDIR)$(LIBDIR)/pkgconfig
@@ -130,4 +138,4 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libminirpc.* $(DESTDIR)$(LIBDIR)/pkgconfig/minirpc.pc
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

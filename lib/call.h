@@ -79,11 +79,11 @@ struct mrpc_call {
   atomic_size_t queued; /* bytes in sq, counted from any thread */
   size_t in_conn;       /* bytes of sq counted in the connection's total */
   atomic_int want_writable;
-  unsigned n_sent;
+  atomic_uint n_sent; /* flags read by other threads are atomic */
   mrpc_metadata *out_headers, *out_trailers; /* server */
-  int headers_sent;
-  int finishing;     /* server: status set, trailers after the queue */
-  int send_closed;   /* client: END_STREAM after the queue */
+  atomic_int headers_sent;
+  atomic_int finishing; /* server: status set, trailers after the queue */
+  atomic_int send_closed; /* client: END_STREAM after the queue */
   int trailers_sent;
   int remote_closed;
   int stream_closed;
