@@ -2,6 +2,7 @@
 #include "call.h"
 
 #include "alloc.h"
+#include "interceptor.h"
 #include "metadata.h"
 #include "server_int.h"
 #include "status.h"
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define H2_NO_ERROR 0
 #define H2_CANCEL 8
@@ -34,6 +36,9 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
   call->max_header_list = cfg->max_header_list;
   call->deadline_ms = INT64_MAX;
   call->status.code = MRPC_STATUS_UNKNOWN;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  call->t_start_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
   mrpc__deframer_init(&call->df, cfg->max_recv, cfg->alloc);
   return call;
 }
@@ -60,6 +65,7 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc__free(a, call->grpc_message);
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
+  mrpc__free(a, call->ics);
   mrpc__free(a, call);
 }
 
@@ -173,6 +179,8 @@ static void set_status(mrpc_call *call, mrpc_status_code code,
 
 /* Delivers on_done once, with call->status as it stands. */
 static void deliver_done(mrpc_call *call) {
+  if (atomic_load(&call->done)) return;
+  mrpc__ic_end(call, &call->status); /* no-op if they ran at finish */
   if (atomic_exchange(&call->done, 1)) return;
   mrpc__timer_stop(call->loop, &call->deadline_timer);
   if (call->status.code != MRPC_STATUS_OK &&
@@ -195,7 +203,7 @@ void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
 static void client_finish_from_headers(mrpc_call *call) {
   if (atomic_load(&call->done)) return;
   if (call->rx_error != MRPC_STATUS_OK) {
-    mrpc__call_complete(call, call->rx_error, call->rx_error_msg);
+    mrpc__call_complete(call, call->rx_error, "receive failed");
   } else if (call->have_grpc_status) {
     int code = call->grpc_status;
     if (code < 0 || code > 16) code = MRPC_STATUS_UNKNOWN;
@@ -217,10 +225,7 @@ static void client_finish_from_headers(mrpc_call *call) {
 
 /* Records the first receive failure and ends the call with it. */
 static void rx_fail(mrpc_call *call, mrpc_status_code code, const char *msg) {
-  if (call->rx_error == MRPC_STATUS_OK) {
-    call->rx_error = code;
-    call->rx_error_msg = msg;
-  }
+  if (call->rx_error == MRPC_STATUS_OK) call->rx_error = code;
   if (call->is_server) {
     mrpc__call_fail(call, code, msg);
   } else {
@@ -358,6 +363,17 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
     return 1;
   }
   call->n_recv++;
+  atomic_fetch_add(&call->bytes_in, len + MRPC__FRAME_HDR_LEN);
+  if (call->n_ics) {
+    char *m;
+    mrpc_status_code rc = mrpc__ic_recv(call, &pm, &m);
+    if (rc != MRPC_STATUS_OK) {
+      if (pm) protobuf_c_message_free_unpacked(pm, NULL);
+      rx_fail(call, rc, m ? m : "message refused by an interceptor");
+      free(m);
+      return 1;
+    }
+  }
   if (call->ops.on_message)
     call->ops.on_message(call, pm, call->ctx);
   if (!call->take_messages || !call->ops.on_message)
@@ -513,6 +529,8 @@ static int submit_headers(mrpc_call *call, int trailers_only) {
 
 /* Server: puts the status on the wire (trailers-only if nothing was sent). */
 static void server_send_status(mrpc_call *call) {
+  /* End hooks see the status first and may change it or add trailers. */
+  mrpc__ic_end(call, &call->status);
   call->finishing = 1;
   if (!call->conn) return;
   if (!call->headers_sent) {
@@ -549,7 +567,9 @@ void mrpc__call_fail(mrpc_call *call, mrpc_status_code code, const char *msg) {
   drop_queue(call);
   set_status(call, code, msg);
   server_send_status(call);
-  if (call->method) mrpc__call_complete(call, code, msg);
+  /* With the status as the end hooks left it. */
+  if (call->method)
+    mrpc__call_complete(call, call->status.code, call->status.message);
 }
 
 static void deadline_fired(mrpc__timer *t) {
@@ -615,7 +635,8 @@ enum op_kind {
   OP_FINISH,
   OP_CANCEL,
   OP_RX_RELEASE,
-  OP_WRITABLE
+  OP_WRITABLE,
+  OP_FAIL
 };
 
 typedef struct call_op {
@@ -694,6 +715,12 @@ static void op_run(call_op *op) {
       mrpc__conn_consume(call->conn, call, call->rx_unconsumed);
     call->rx_unconsumed = 0;
     break;
+  case OP_FAIL: /* an interceptor refused a send */
+    if (done) break;
+    if (!call->is_server && call->conn && !call->stream_closed)
+      mrpc__conn_reset(call->conn, call, H2_CANCEL);
+    mrpc__call_fail(call, op->code, op->msg);
+    break;
   case OP_WRITABLE:
     if (!done && call->ops.on_writable) call->ops.on_writable(call, call->ctx);
     break;
@@ -765,6 +792,17 @@ int mrpc_call_set_ops(mrpc_call *call, const mrpc_call_ops *ops, void *ctx) {
 
 int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
   if (!call || !msg) return MRPC_ERR_INVAL;
+  if (call->n_ics && !atomic_load(&call->done)) {
+    char *why;
+    mrpc_status_code rc = mrpc__ic_send(call, &msg, &why);
+    if (rc != MRPC_STATUS_OK) {
+      call_op op = {.call = call, .kind = OP_FAIL, .code = rc, .msg = why};
+      if (!why) op.msg = strdup("message refused by an interceptor");
+      op_submit(&op);
+      return MRPC_ERR_CLOSED;
+    }
+    if (!msg) return MRPC_ERR_INVAL;
+  }
   const mrpc_method *m = call->method;
   const ProtobufCMessageDescriptor *d = call->is_server ? m->response
                                                         : m->request;
@@ -795,6 +833,7 @@ int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
   protobuf_c_message_pack(msg, c->data + MRPC__FRAME_HDR_LEN);
   call->n_sent++;
   atomic_fetch_add(&call->queued, c->len);
+  atomic_fetch_add(&call->bytes_out, c->len);
   call_op op = {.call = call, .kind = OP_SEND, .chunk = c};
   return op_submit(&op);
 }
@@ -811,7 +850,14 @@ int mrpc_call_close_send(mrpc_call *call) {
 static int add_md(mrpc_call *call, enum op_kind kind, const char *key,
                   const void *value, size_t len) {
   if (!call || !key) return MRPC_ERR_INVAL;
-  if (!call->is_server) return MRPC_ERR_STATE;
+  if (!call->is_server) {
+    /* Request metadata, while the start hooks run on the starting thread
+     * (the call is not shared with the I/O thread yet). */
+    if (kind != OP_HEADERS || call->client_started) return MRPC_ERR_STATE;
+    if (!call->out_headers && !(call->out_headers = mrpc_metadata_new(call->alloc)))
+      return MRPC_ERR_NOMEM;
+    return mrpc_metadata_add(call->out_headers, key, value, len);
+  }
   if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
   if ((kind == OP_HEADERS && call->headers_sent) || call->finishing)
     return MRPC_ERR_STATE;
@@ -890,4 +936,10 @@ int64_t mrpc_call_deadline_ms(const mrpc_call *call) {
 
 int mrpc_call_is_cancelled(const mrpc_call *call) {
   return atomic_load(&((mrpc_call *)call)->cancelled);
+}
+
+void mrpc_call_bytes(const mrpc_call *call, uint64_t *in, uint64_t *out) {
+  mrpc_call *c = (mrpc_call *)call;
+  if (in) *in = atomic_load(&c->bytes_in);
+  if (out) *out = atomic_load(&c->bytes_out);
 }

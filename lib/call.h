@@ -93,6 +93,15 @@ struct mrpc_call {
   mrpc__timer deadline_timer;
   char peer[128];
 
+  /* interceptors (interceptor.c) */
+  struct mrpc__icall *ics; /* those that started, in chain order */
+  size_t n_ics;
+  int ic_ended;
+  int client_started; /* client: past the start hooks, metadata frozen */
+  int rejected;       /* client: a start hook refused the call */
+  int64_t t_start_ns; /* CLOCK_MONOTONIC */
+  atomic_uint_fast64_t bytes_in, bytes_out;
+
   /* owners */
   mrpc__server_loop *sloop; /* server */
   mrpc_channel *channel;    /* client */

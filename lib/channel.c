@@ -6,8 +6,10 @@
 #include "alloc.h"
 #include "call.h"
 #include "conn.h"
+#include "interceptor.h"
 #include "loop.h"
 #include "metadata.h"
+#include "status.h"
 #include "stream.h"
 
 #include <minirpc/channel.h>
@@ -44,6 +46,13 @@ struct mrpc_channel {
   mrpc_call *pending_head, *pending_tail; /* through conn_next */
   mrpc__conn **conns;
   size_t n_conns, cap_conns;
+  /* Interceptor chain: copy-on-write so calls starting on other threads
+   * keep a stable array; old arrays live until the channel goes. */
+  pthread_mutex_t ic_mu;
+  mrpc__ic_entry *ics;
+  size_t n_ics;
+  void **ic_old;
+  size_t n_ic_old;
 };
 
 void mrpc_channel_opts_init(mrpc_channel_opts *o) {
@@ -104,9 +113,35 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
     mrpc__free(o.alloc, ch);
     return rv;
   }
+  pthread_mutex_init(&ch->ic_mu, NULL);
   ch->opts.authority = NULL; /* not kept: copied above */
   ch->opts.user_agent = NULL;
   *out = ch;
+  return 0;
+}
+
+int mrpc_channel_add_interceptor(mrpc_channel *ch, const mrpc_interceptor *ic,
+                                 void *ctx, const mrpc_interceptor_filter *f) {
+  if (!ch) return MRPC_ERR_INVAL;
+  mrpc__ic_entry e;
+  int rv = mrpc__ic_entry_make(ic, ctx, f, &e);
+  if (rv) return rv;
+  pthread_mutex_lock(&ch->ic_mu);
+  mrpc__ic_entry *a = mrpc__malloc(ch->alloc, (ch->n_ics + 1) * sizeof *a);
+  void **old = mrpc__realloc(ch->alloc, ch->ic_old,
+                             (ch->n_ic_old + 1) * sizeof *old);
+  if (old) ch->ic_old = old;
+  if (!a || !old) {
+    mrpc__free(ch->alloc, a);
+    pthread_mutex_unlock(&ch->ic_mu);
+    return MRPC_ERR_NOMEM;
+  }
+  if (ch->n_ics) memcpy(a, ch->ics, ch->n_ics * sizeof *a);
+  a[ch->n_ics] = e;
+  if (ch->ics) ch->ic_old[ch->n_ic_old++] = ch->ics;
+  ch->ics = a;
+  ch->n_ics++;
+  pthread_mutex_unlock(&ch->ic_mu);
   return 0;
 }
 
@@ -267,6 +302,11 @@ static void start_fn(mrpc__task *t, int cancelled) {
     mrpc_call_unref(call);
     return;
   }
+  if (call->rejected) { /* by a start hook: nothing is sent */
+    mrpc__call_complete(call, call->status.code, call->status.message);
+    mrpc_call_unref(call);
+    return;
+  }
   if (atomic_load(&call->done)) {
     mrpc_call_unref(call);
     return;
@@ -319,8 +359,25 @@ static int start_call(mrpc_channel *ch, const mrpc_method *m,
       return MRPC_ERR_NOMEM;
     }
   }
+  pthread_mutex_lock(&ch->ic_mu);
+  const mrpc__ic_entry *ics = ch->ics;
+  size_t n_ics = ch->n_ics;
+  pthread_mutex_unlock(&ch->ic_mu);
+  if (n_ics) {
+    char *why;
+    mrpc_status_code rc = mrpc__ic_start(call, ics, n_ics, &why);
+    if (rc != MRPC_STATUS_OK) {
+      /* Ends on the I/O thread like any call: on_done runs there. */
+      call->rejected = 1;
+      mrpc__status_set(&call->status, rc,
+                       why ? why : "rejected by an interceptor", NULL, 0);
+      free(why);
+    }
+  }
+  call->client_started = 1;
   start_task *st = mrpc__malloc(ch->alloc, sizeof *st);
   if (!st) {
+    mrpc__ic_end(call, &call->status);
     mrpc_call_unref(call);
     return MRPC_ERR_NOMEM;
   }
@@ -421,6 +478,10 @@ void mrpc_channel_del(mrpc_channel *ch) {
   while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
   mrpc__loop_del(ch->loop);
   mrpc__free(ch->alloc, ch->conns);
+  for (size_t i = 0; i < ch->n_ic_old; i++) mrpc__free(ch->alloc, ch->ic_old[i]);
+  mrpc__free(ch->alloc, ch->ic_old);
+  mrpc__free(ch->alloc, ch->ics);
+  pthread_mutex_destroy(&ch->ic_mu);
   mrpc__free(ch->alloc, ch->authority);
   mrpc__free(ch->alloc, ch->user_agent);
   mrpc__free(ch->alloc, ch);

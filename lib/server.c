@@ -5,6 +5,7 @@
 #include "alloc.h"
 #include "call.h"
 #include "conn.h"
+#include "interceptor.h"
 #include "loop.h"
 #include "pool.h"
 #include "stream.h"
@@ -51,6 +52,8 @@ struct mrpc_server {
   const mrpc_allocator *alloc;
   entry *methods;
   size_t n_methods, cap_methods;
+  mrpc__ic_entry *ics; /* fixed once started: calls point into it */
+  size_t n_ics;
   /* fds[listener][loop]: one SO_REUSEPORT socket per I/O thread. */
   int *fds;
   int n_listeners;
@@ -159,6 +162,21 @@ int mrpc_server_add_service(mrpc_server *s, const mrpc_service *svc,
                             const mrpc_method_handler *handlers) {
   if (!s || !svc || !handlers || !svc->methods) return MRPC_ERR_INVAL;
   return add_methods(s, svc->methods, handlers, svc->n_methods);
+}
+
+int mrpc_server_add_interceptor(mrpc_server *s, const mrpc_interceptor *ic,
+                                void *ctx, const mrpc_interceptor_filter *f) {
+  if (!s) return MRPC_ERR_INVAL;
+  if (s->started) return MRPC_ERR_STATE;
+  mrpc__ic_entry e;
+  int rv = mrpc__ic_entry_make(ic, ctx, f, &e);
+  if (rv) return rv;
+  mrpc__ic_entry *a =
+      mrpc__realloc(s->alloc, s->ics, (s->n_ics + 1) * sizeof *a);
+  if (!a) return MRPC_ERR_NOMEM;
+  a[s->n_ics++] = e;
+  s->ics = a;
+  return 0;
 }
 
 /* ---- listening ---- */
@@ -384,6 +402,15 @@ void mrpc__server_dispatch(mrpc_call *call) {
   call->method = e->m;
   mrpc_call_ref(call); /* the handler's, dropped after on_done */
   mrpc__call_arm_deadline(call);
+  if (s->n_ics) {
+    char *why;
+    mrpc_status_code rc = mrpc__ic_start(call, s->ics, s->n_ics, &why);
+    if (rc != MRPC_STATUS_OK) {
+      mrpc__call_fail(call, rc, why ? why : "rejected by an interceptor");
+      free(why);
+      return;
+    }
+  }
   if (e->h.event) {
     e->h.event(call, e->h.user);
   } else if (mrpc__stream_serve(call, e->h.blocking, e->h.user, s->pool) !=
@@ -530,5 +557,6 @@ void mrpc_server_del(mrpc_server *s) {
   pthread_mutex_destroy(&s->mu);
   mrpc__free(s->alloc, s->fds);
   mrpc__free(s->alloc, s->methods);
+  mrpc__free(s->alloc, s->ics);
   mrpc__free(s->alloc, s);
 }

@@ -202,3 +202,9 @@ int mrpc__status_set(mrpc_status *st, mrpc_status_code code,
   st->details_len = d ? details_len : 0;
   return ok ? 0 : MRPC_ERR_NOMEM;
 }
+
+int mrpc_status_set(mrpc_status *st, mrpc_status_code code,
+                    const char *message) {
+  if (!st || (int)code < 0 || (int)code > 16) return MRPC_ERR_INVAL;
+  return mrpc__status_set(st, code, message, st->details, st->details_len);
+}

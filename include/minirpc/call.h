@@ -98,7 +98,8 @@ MRPC_EXTERN int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg);
 MRPC_EXTERN int mrpc_call_close_send(mrpc_call *call);
 
 /* Server: adds response-header metadata (sent before the first message, or
- * with the trailers-only response).  Returns 0 or MRPC_ERR_INVAL /
+ * with the trailers-only response).  Client: adds request metadata, only
+ * from an interceptor's on_start (MRPC_ERR_STATE otherwise).  Returns 0 or MRPC_ERR_INVAL /
  * MRPC_ERR_RESERVED (see mrpc_metadata_add), MRPC_ERR_STATE (headers already
  * sent), MRPC_ERR_CLOSED, MRPC_ERR_NOMEM. */
 MRPC_EXTERN int mrpc_call_add_header(mrpc_call *call, const char *key,

@@ -11,5 +11,6 @@
 #include <minirpc/server.h>
 #include <minirpc/channel.h>
 #include <minirpc/descriptor.h>
+#include <minirpc/interceptor.h>
 
 #endif

@@ -47,6 +47,12 @@ typedef struct mrpc_status {
   size_t details_len;
 } mrpc_status;
 
+/* Sets the code and a copy of message (NULL -> ""), keeping the details.
+ * For interceptors' end hooks and the like.  Returns 0 or MRPC_ERR_INVAL
+ * (st NULL, code outside 0..16), MRPC_ERR_NOMEM (message then ""). */
+MRPC_EXTERN int mrpc_status_set(mrpc_status *st, mrpc_status_code code,
+                                const char *message);
+
 /* Frees message and details and resets *st to OK/NULL.  NULL is a no-op.
  * Not thread-safe for the same object. */
 MRPC_EXTERN void mrpc_status_free(mrpc_status *st);
