@@ -13,9 +13,9 @@ INCDIR  ?= $(PREFIX)/include
 CC      ?= cc
 PROTOC_C ?= protoc-c
 
-PKGS    := libnghttp2 libprotobuf-c
+PKGS    := libnghttp2 libprotobuf-c zlib
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lnghttp2 -lprotobuf-c)
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lnghttp2 -lprotobuf-c -lz)
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g

@@ -2,6 +2,7 @@
 #include "call.h"
 
 #include "alloc.h"
+#include "compress.h"
 #include "interceptor.h"
 #include "metadata.h"
 #include "server_int.h"
@@ -36,6 +37,8 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
   call->max_header_list = cfg->max_header_list;
   call->deadline_ms = INT64_MAX;
   call->status.code = MRPC_STATUS_UNKNOWN;
+  call->peer_accept = 1u << MRPC_COMPRESS_NONE;
+  atomic_init(&call->msg_compress, 1);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   call->t_start_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -278,7 +281,12 @@ void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
       call->deadline_ms = ms > INT64_MAX - now ? INT64_MAX : now + ms;
     }
   } else if (IS("grpc-encoding")) {
-    call->bad_encoding = !(vlen == 8 && memcmp(value, "identity", 8) == 0);
+    int alg = mrpc__compression_parse(value, vlen);
+    call->bad_encoding = alg < 0;
+    call->recv_alg = alg < 0 ? MRPC_COMPRESS_NONE : alg;
+    call->df.compression_ok = alg > 0;
+  } else if (IS("grpc-accept-encoding")) {
+    call->peer_accept = mrpc__compression_accept_parse(value, vlen);
   } else if (IS("grpc-status")) {
     int code;
     if (mrpc__status_parse(value, vlen, &code) == 0) {
@@ -335,12 +343,39 @@ void mrpc__call_on_headers_end(mrpc_call *call, int trailer, int end_stream) {
   if (trailer || end_stream) return; /* status handled at remote end */
   if (call->http_status == 200 && !call->content_type_ok)
     rx_fail(call, MRPC_STATUS_UNKNOWN, "response content-type is not gRPC");
+  else if (call->bad_encoding) /* compression.md: INTERNAL at the client */
+    rx_fail(call, MRPC_STATUS_INTERNAL, "unsupported response grpc-encoding");
 }
 
+static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
+                         size_t wire_len);
+
 static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
-  (void)compressed;
   mrpc_call *call = ud;
   if (atomic_load(&call->done)) return 0;
+  call->rx_compressed = compressed;
+  if (!compressed) return deliver_plain(call, msg, len, len);
+  uint8_t *plain;
+  size_t plen;
+  int rv = mrpc__decompress(call->alloc, (mrpc_compression)call->recv_alg,
+                            msg, len, call->df.max_len, &plain, &plen);
+  if (rv) {
+    rx_fail(call,
+            rv == MRPC_ERR_TOO_LARGE ? MRPC_STATUS_RESOURCE_EXHAUSTED
+                                     : MRPC_STATUS_INTERNAL,
+            rv == MRPC_ERR_TOO_LARGE ? "decompressed message larger than "
+                                       "the limit"
+                                     : "could not decompress the message");
+    return 1;
+  }
+  rv = deliver_plain(call, plain, plen, len);
+  mrpc__free(call->alloc, plain);
+  return rv;
+}
+
+/* Unpacks and hands over one message; wire_len is its size as received. */
+static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
+                         size_t wire_len) {
   const mrpc_method *m = call->method;
   int single = call->is_server ? (m->kind == MRPC_UNARY ||
                                   m->kind == MRPC_SERVER_STREAMING)
@@ -363,7 +398,7 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
     return 1;
   }
   call->n_recv++;
-  atomic_fetch_add(&call->bytes_in, len + MRPC__FRAME_HDR_LEN);
+  atomic_fetch_add(&call->bytes_in, wire_len + MRPC__FRAME_HDR_LEN);
   if (call->n_ics) {
     char *m;
     mrpc_status_code rc = mrpc__ic_recv(call, &pm, &m);
@@ -514,8 +549,14 @@ static int submit_headers(mrpc_call *call, int trailers_only) {
   mrpc__hdrbuf_init(&hb, call->alloc);
   mrpc__hdrbuf_add(&hb, ":status", "200", 3);
   mrpc__hdrbuf_add(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
-  if (call->bad_encoding) /* compression.md: say what we do accept */
-    mrpc__hdrbuf_add(&hb, "grpc-accept-encoding", "identity", 8);
+  if (call->send_alg != MRPC_COMPRESS_NONE) {
+    const char *e = mrpc__compression_name(call->send_alg);
+    mrpc__hdrbuf_add(&hb, "grpc-encoding", e, strlen(e));
+  }
+  /* compression.md: always say what we accept (answers an unsupported
+   * grpc-encoding too). */
+  mrpc__hdrbuf_add(&hb, "grpc-accept-encoding", MRPC__ACCEPT_ENCODING,
+                   sizeof MRPC__ACCEPT_ENCODING - 1);
   if (call->out_headers) mrpc__hdrbuf_add_md(&hb, call->out_headers);
   if (trailers_only) mrpc__call_build_trailers(call, &hb);
   int rv = hb.oom ? MRPC_ERR_NOMEM
@@ -611,6 +652,12 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
   }
   mrpc__hdrbuf_add(&hb, "te", "trailers", 8);
   mrpc__hdrbuf_add(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
+  if (call->send_alg != MRPC_COMPRESS_NONE) {
+    const char *e = mrpc__compression_name(call->send_alg);
+    mrpc__hdrbuf_add(&hb, "grpc-encoding", e, strlen(e));
+  }
+  mrpc__hdrbuf_add(&hb, "grpc-accept-encoding", MRPC__ACCEPT_ENCODING,
+                   sizeof MRPC__ACCEPT_ENCODING - 1);
   mrpc__hdrbuf_add(&hb, "user-agent", user_agent, strlen(user_agent));
   if (md) mrpc__hdrbuf_add_md(&hb, md);
   int rv = hb.oom ? MRPC_ERR_NOMEM
@@ -790,6 +837,32 @@ int mrpc_call_set_ops(mrpc_call *call, const mrpc_call_ops *ops, void *ctx) {
   return 0;
 }
 
+/* Packs msg (n bytes) and compresses it straight into a chunk: the chunk
+ * header and frame prefix are left free at the front of zlib's output. */
+static int pack_compressed(mrpc_call *call, const ProtobufCMessage *msg,
+                           size_t n, mrpc__chunk **out) {
+  uint8_t *plain = mrpc__malloc(call->alloc, n ? n : 1);
+  if (!plain) return MRPC_ERR_NOMEM;
+  protobuf_c_message_pack(msg, plain);
+  const size_t head = offsetof(mrpc__chunk, data) + MRPC__FRAME_HDR_LEN;
+  uint8_t *buf;
+  size_t blen;
+  int rv = mrpc__compress(call->alloc, (mrpc_compression)call->send_alg,
+                          plain, n, head, &buf, &blen);
+  mrpc__free(call->alloc, plain);
+  if (rv) return rv;
+  mrpc__chunk *c = (mrpc__chunk *)buf;
+  size_t z = blen - head;
+  if (z > UINT32_MAX) {
+    mrpc__free(call->alloc, buf);
+    return MRPC_ERR_TOO_LARGE;
+  }
+  c->len = MRPC__FRAME_HDR_LEN + z;
+  mrpc__frame_header(c->data, 1, (uint32_t)z);
+  *out = c;
+  return 0;
+}
+
 int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
   if (!call || !msg) return MRPC_ERR_INVAL;
   if (call->n_ics && !atomic_load(&call->done)) {
@@ -824,13 +897,19 @@ int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
   }
   size_t n = protobuf_c_message_get_packed_size(msg);
   if (n > call->max_send || n > UINT32_MAX) return MRPC_ERR_TOO_LARGE;
-  mrpc__chunk *c = mrpc__malloc(call->alloc, sizeof *c + MRPC__FRAME_HDR_LEN + n);
-  if (!c) return MRPC_ERR_NOMEM;
+  mrpc__chunk *c;
+  if (call->send_alg != MRPC_COMPRESS_NONE && atomic_load(&call->msg_compress)) {
+    int rv = pack_compressed(call, msg, n, &c);
+    if (rv) return rv;
+  } else {
+    c = mrpc__malloc(call->alloc, sizeof *c + MRPC__FRAME_HDR_LEN + n);
+    if (!c) return MRPC_ERR_NOMEM;
+    c->len = MRPC__FRAME_HDR_LEN + n;
+    mrpc__frame_header(c->data, 0, (uint32_t)n);
+    protobuf_c_message_pack(msg, c->data + MRPC__FRAME_HDR_LEN);
+  }
   c->next = NULL;
   c->off = 0;
-  c->len = MRPC__FRAME_HDR_LEN + n;
-  mrpc__frame_header(c->data, 0, (uint32_t)n);
-  protobuf_c_message_pack(msg, c->data + MRPC__FRAME_HDR_LEN);
   call->n_sent++;
   atomic_fetch_add(&call->queued, c->len);
   atomic_fetch_add(&call->bytes_out, c->len);
@@ -942,4 +1021,22 @@ void mrpc_call_bytes(const mrpc_call *call, uint64_t *in, uint64_t *out) {
   mrpc_call *c = (mrpc_call *)call;
   if (in) *in = atomic_load(&c->bytes_in);
   if (out) *out = atomic_load(&c->bytes_out);
+}
+
+int mrpc_call_set_compression(mrpc_call *call, mrpc_compression alg) {
+  if (!call || (unsigned)alg > MRPC_COMPRESS_GZIP) return MRPC_ERR_INVAL;
+  if (!call->is_server || call->headers_sent) return MRPC_ERR_STATE;
+  /* Only what the client said it accepts. */
+  call->send_alg = (call->peer_accept & (1u << alg)) ? alg : MRPC_COMPRESS_NONE;
+  return 0;
+}
+
+int mrpc_call_set_message_compression(mrpc_call *call, int enabled) {
+  if (!call) return MRPC_ERR_INVAL;
+  atomic_store(&call->msg_compress, enabled != 0);
+  return 0;
+}
+
+int mrpc_call_message_compressed(const mrpc_call *call) {
+  return call ? call->rx_compressed : 0;
 }

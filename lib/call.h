@@ -71,6 +71,12 @@ struct mrpc_call {
   int64_t deadline_ms; /* INT64_MAX = none */
   int bad_timeout;
   int bad_encoding;
+  /* compression (compress.c): algorithms of incoming and outgoing messages,
+   * what the peer accepts, the per-message switch */
+  int recv_alg, send_alg;
+  unsigned peer_accept;
+  atomic_int msg_compress;
+  int rx_compressed; /* the message being delivered came compressed */
   int bad_metadata;
   int got_headers;
 

@@ -351,6 +351,12 @@ static int start_call(mrpc_channel *ch, const mrpc_method *m,
   if (ops) call->ops = *ops;
   call->ctx = ctx;
   if (co.timeout_ms > 0) call->deadline_ms = mrpc__now_ms() + co.timeout_ms;
+  if (co.compression < 0 || co.compression > MRPC_CALL_COMPRESS(MRPC_COMPRESS_GZIP) ||
+      (unsigned)ch->opts.compression > MRPC_COMPRESS_GZIP) {
+    mrpc_call_unref(call);
+    return MRPC_ERR_INVAL;
+  }
+  call->send_alg = co.compression ? co.compression - 1 : (int)ch->opts.compression;
   if (co.metadata && mrpc_metadata_count(co.metadata)) {
     call->out_headers = mrpc_metadata_new(ch->alloc);
     if (!call->out_headers ||

@@ -400,6 +400,8 @@ void mrpc__server_dispatch(mrpc_call *call) {
     return;
   }
   call->method = e->m;
+  if (s->opts.compression)
+    mrpc_call_set_compression(call, s->opts.compression);
   mrpc_call_ref(call); /* the handler's, dropped after on_done */
   mrpc__call_arm_deadline(call);
   if (s->n_ics) {

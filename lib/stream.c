@@ -19,6 +19,7 @@ typedef struct inmsg {
   struct inmsg *next;
   ProtobufCMessage *msg;
   size_t size;
+  int compressed;
 } inmsg;
 
 struct mrpc_stream {
@@ -39,6 +40,7 @@ struct mrpc_stream {
   mrpc__job job;
   int status_set;
   mrpc_status reply;
+  int last_compressed; /* of the message recv returned last */
 };
 
 static void inbox_clear(mrpc_stream *s) {
@@ -87,6 +89,7 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
   n->next = NULL;
   n->msg = m;
   n->size = protobuf_c_message_get_packed_size(m);
+  n->compressed = call->rx_compressed;
   if (s->tail)
     s->tail->next = n;
   else
@@ -156,6 +159,7 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
     pthread_mutex_unlock(&s->mu);
     if (release) mrpc__call_rx_release(s->call);
     *out = m->msg;
+    s->last_compressed = m->compressed;
     mrpc__free(s->alloc, m);
     return 1;
   }
@@ -186,6 +190,10 @@ int mrpc_stream_send(mrpc_stream *s, const ProtobufCMessage *msg) {
 }
 
 mrpc_call *mrpc_stream_call(mrpc_stream *s) { return s ? s->call : NULL; }
+
+int mrpc_stream_last_compressed(const mrpc_stream *s) {
+  return s ? s->last_compressed : 0;
+}
 
 int mrpc_stream_set_status(mrpc_stream *s, mrpc_status_code code,
                            const char *message, const void *details,

@@ -20,6 +20,14 @@ typedef enum mrpc_method_kind {
   MRPC_BIDI_STREAMING = 3
 } mrpc_method_kind;
 
+/* Message compression (compression.md): per message, negotiated with
+ * grpc-encoding / grpc-accept-encoding. */
+typedef enum mrpc_compression {
+  MRPC_COMPRESS_NONE = 0, /* "identity" */
+  MRPC_COMPRESS_DEFLATE = 1,
+  MRPC_COMPRESS_GZIP = 2
+} mrpc_compression;
+
 /* A method: plain data, usually generated.  path is "/pkg.Service/Method".
  * The descriptors say how messages are packed and unpacked; both must be
  * set.  The library keeps a pointer: the struct must outlive every server
@@ -146,6 +154,24 @@ MRPC_EXTERN int64_t mrpc_call_deadline_ms(const mrpc_call *call);
  * was lost.  Thread-safe. */
 MRPC_EXTERN int mrpc_call_is_cancelled(const mrpc_call *call);
 
+/* Server: compress this call's responses with alg (before the first
+ * response; when the client did not list alg in grpc-accept-encoding the
+ * responses go uncompressed).  Returns 0 or MRPC_ERR_INVAL, MRPC_ERR_STATE
+ * (client call, or headers already sent).  Loop thread or any thread before
+ * the first send. */
+MRPC_EXTERN int mrpc_call_set_compression(mrpc_call *call,
+                                          mrpc_compression alg);
+
+/* Whether the following messages are compressed when the call has an
+ * algorithm (default 1): compression can be turned off for one message.
+ * Applies to sends made after it on the same thread.  Returns 0 or
+ * MRPC_ERR_INVAL. */
+MRPC_EXTERN int mrpc_call_set_message_compression(mrpc_call *call,
+                                                  int enabled);
+
+/* In on_message: 1 if the message being delivered came compressed. */
+MRPC_EXTERN int mrpc_call_message_compressed(const mrpc_call *call);
+
 /* ---------------------------------------------------------------------
  * mrpc_stream: a blocking view of a call, for worker threads.  Built on
  * mrpc_call.  Each function blocks the calling thread until the I/O thread
@@ -164,6 +190,10 @@ MRPC_EXTERN int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out);
 /* Sends msg, waiting while the send queue is full (flow control).  Errors as
  * mrpc_call_send, except that MRPC_ERR_AGAIN is never returned. */
 MRPC_EXTERN int mrpc_stream_send(mrpc_stream *s, const ProtobufCMessage *msg);
+
+/* 1 if the message the last successful mrpc_stream_recv returned came
+ * compressed on the wire. */
+MRPC_EXTERN int mrpc_stream_last_compressed(const mrpc_stream *s);
 
 /* The underlying call, for metadata, peer, headers and trailers.  Borrowed:
  * valid as long as the stream. */

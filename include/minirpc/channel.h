@@ -27,6 +27,8 @@ typedef struct mrpc_channel_opts {
   /* user-agent prefix; NULL = none (the library appends its own). */
   const char *user_agent;
   const mrpc_allocator *alloc; /* NULL = libc */
+  /* Compression of requests by default (per call: mrpc_call_opts). */
+  mrpc_compression compression;
 } mrpc_channel_opts;
 
 MRPC_EXTERN void mrpc_channel_opts_init(mrpc_channel_opts *o);
@@ -39,7 +41,13 @@ typedef struct mrpc_call_opts {
   int64_t timeout_ms;
   /* Outgoing metadata; copied at call start.  NULL = none. */
   const mrpc_metadata *metadata;
+  /* Compression of this call's requests: 0 = the channel's default, else
+   * the algorithm + 1 (MRPC_CALL_COMPRESS(alg)); the server is told with
+   * grpc-encoding. */
+  int compression;
 } mrpc_call_opts;
+
+#define MRPC_CALL_COMPRESS(alg) ((int)(alg) + 1)
 
 MRPC_EXTERN void mrpc_call_opts_init(mrpc_call_opts *o);
 

@@ -64,6 +64,10 @@ typedef struct mrpc_server_opts {
   size_t send_queue_limit;
   /* NULL = libc. */
   const mrpc_allocator *alloc;
+  /* Compression of responses by default, when the client accepts it
+   * (per call: mrpc_call_set_compression).  Incoming compressed messages
+   * are always accepted. */
+  mrpc_compression compression;
 } mrpc_server_opts;
 
 /* Fills *o with the defaults (size set, everything else 0 = default). */
