@@ -22,7 +22,7 @@ CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fPIC -fvisibility=hidden \
               -Iinclude -Ilib -I$(BUILD)/gen $(DEP_CFLAGS) $(CFLAGS)
-LDLIBS  := $(DEP_LIBS) -lpthread
+LDLIBS  := $(DEP_LIBS) -lssl -lcrypto -lpthread
 
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -38,9 +38,11 @@ HEADERS  := $(wildcard include/minirpc/*.h)
 STATIC  := $(BUILD)/lib/libminirpc.a
 SHARED  := $(BUILD)/lib/libminirpc.so
 
-# Generated protobuf-c code for the interop service.
+# Generated code for the interop service: protoc-c's messages and
+# protoc-gen-minirpc's service (rules: mrpc_protos, codegen/codegen.mk).
 GEN_PROTOS := tests/interop/test.proto
-GEN_C   := $(patsubst %.proto,$(BUILD)/gen/%.pb-c.c,$(notdir $(GEN_PROTOS)))
+GEN_C   := $(patsubst %.proto,$(BUILD)/gen/%.pb-c.c,$(notdir $(GEN_PROTOS))) \
+           $(patsubst %.proto,$(BUILD)/gen/%.mrpc.c,$(notdir $(GEN_PROTOS)))
 GEN_OBJS := $(GEN_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
 
 UNIT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/test_*.c)))
@@ -53,6 +55,7 @@ PROGRAMS   := $(BUILD)/bin/interop_server $(BUILD)/bin/interop_client
 # The protoc plugin and the example apps bring their own rules; they add to
 # PROGRAMS and TEST_SCRIPTS.
 include codegen/codegen.mk
+$(eval $(call mrpc_protos,tests/interop,test.proto))
 include examples/examples.mk
 .SECONDARY:
 
@@ -65,10 +68,6 @@ tests: $(UNIT_TESTS) $(E2E_TESTS)
 $(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lib/*.h) | $(GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
-
-$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: tests/interop/%.proto
-	@mkdir -p $(BUILD)/gen
-	$(PROTOC_C) --c_out=$(BUILD)/gen -Itests/interop $<
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
@@ -139,3 +138,4 @@ uninstall:
 
 clean:
 	rm -rf build build-asan build-tsan
+-include bench/bench.mk

@@ -934,7 +934,8 @@ def unsupported_grpc_encoding():
     the one used)."""
     c = new_conn()
     try:
-        for enc in ("gzip", "x-no-such-codec"):
+        # gzip and deflate are supported now: only unknown codecs here.
+        for enc in ("snappy", "x-no-such-codec"):
             st = call(c, EMPTY_CALL, grpc_frame(b"", flags=1),
                       extra=[("grpc-encoding", enc)])
             expect_status(st, UNIMPLEMENTED, "grpc-encoding %s" % enc)
@@ -947,6 +948,25 @@ def unsupported_grpc_encoding():
             check(enc not in ",".join(accept).replace(" ", "").split(","),
                   "grpc-accept-encoding %r lists %s" % (accept, enc))
         healthy(c, "unsupported grpc-encoding")
+    finally:
+        c.close()
+
+
+@case
+def corrupt_compressed_message():
+    """A message flagged compressed under a supported grpc-encoding that
+    does not inflate -> INTERNAL; a valid gzip message is accepted; the
+    connection goes on."""
+    import gzip as gz
+    c = new_conn()
+    try:
+        st = call(c, EMPTY_CALL, grpc_frame(b"not gzip at all", flags=1),
+                  extra=[("grpc-encoding", "gzip")])
+        expect_status(st, INTERNAL, "corrupt gzip message")
+        st = call(c, EMPTY_CALL, grpc_frame(gz.compress(b""), flags=1),
+                  extra=[("grpc-encoding", "gzip")])
+        expect_status(st, 0, "valid gzip empty message")
+        healthy(c, "corrupt compressed message")
     finally:
         c.close()
 

@@ -6,8 +6,9 @@
  *
  * NAME is a case below or "all".  Prints "PASS name" or "FAIL name: why"
  * per case; exits 0 only when every case passed (2 on bad usage).  Calls go
- * through the blocking API; empty_unary and large_unary also run through the
- * event-driven API so that both client styles meet real peers.
+ * through the client stubs protoc-gen-minirpc generates (test.mrpc.h), in
+ * their blocking form; empty_unary and large_unary also run through the
+ * event-driven stubs so that both client styles meet real peers.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <pthread.h>
@@ -22,7 +23,7 @@
 
 #include <minirpc/minirpc.h>
 
-#include "test.pb-c.h"
+#include "test.mrpc.h"
 
 #define CALL_TIMEOUT_MS 10000 /* every call gets a deadline: nothing hangs */
 #define LARGE_REQ 271828
@@ -38,34 +39,10 @@ static const int32_t k_resp_sizes[4] = {31415, 9, 2653, 58979};
 /* Every request body is zeros: one shared buffer, never written. */
 static uint8_t g_zeros[LARGE_REQ];
 
-/* ---- methods (codegen will generate these later) ---------------------- */
-
-enum {
-  M_EMPTY, M_UNARY, M_OUTPUT, M_INPUT, M_FULL, M_UNIMPLEMENTED,
-  M_UNIMPLEMENTED_SERVICE, M_COUNT
-};
-
-#define TS "/grpc.testing.TestService/"
-#define D(name) (&grpc__testing__##name##__descriptor)
-static const mrpc_method k_methods[M_COUNT] = {
-  [M_EMPTY] = {TS "EmptyCall", MRPC_UNARY, D(empty), D(empty)},
-  [M_UNARY] = {TS "UnaryCall", MRPC_UNARY, D(simple_request),
-               D(simple_response)},
-  [M_OUTPUT] = {TS "StreamingOutputCall", MRPC_SERVER_STREAMING,
-                D(streaming_output_call_request),
-                D(streaming_output_call_response)},
-  [M_INPUT] = {TS "StreamingInputCall", MRPC_CLIENT_STREAMING,
-               D(streaming_input_call_request),
-               D(streaming_input_call_response)},
-  [M_FULL] = {TS "FullDuplexCall", MRPC_BIDI_STREAMING,
-              D(streaming_output_call_request),
-              D(streaming_output_call_response)},
-  [M_UNIMPLEMENTED] = {TS "UnimplementedCall", MRPC_UNARY, D(empty),
-                       D(empty)},
-  [M_UNIMPLEMENTED_SERVICE] = {"/grpc.testing.UnimplementedService/"
-                               "UnimplementedCall",
-                               MRPC_UNARY, D(empty), D(empty)},
-};
+/* The generated names, shortened. */
+#define TS(name) grpc__testing__test_service__##name
+typedef Grpc__Testing__StreamingOutputCallRequest OutputRequest;
+typedef Grpc__Testing__StreamingOutputCallResponse OutputResponse;
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -92,6 +69,16 @@ static mrpc_call_opts *call_opts(mrpc_call_opts *o, const mrpc_metadata *md,
   o->timeout_ms = timeout_ms;
   o->metadata = md;
   return o;
+}
+
+/* The standard deadline, no metadata. */
+static mrpc_call_opts *std_opts(mrpc_call_opts *o) {
+  return call_opts(o, NULL, CALL_TIMEOUT_MS);
+}
+
+/* Frees a message the library handed over (any type), or nothing. */
+static void free_msg(void *m) {
+  if (m) protobuf_c_message_free_unpacked(m, NULL);
 }
 
 static Grpc__Testing__Payload zero_payload(size_t len) {
@@ -123,27 +110,16 @@ static bool check_body(const char *what, const Grpc__Testing__Payload *p,
   return true;
 }
 
-/* Blocking unary call with the standard deadline. */
-static bool unary(mrpc_channel *ch, int m, const ProtobufCMessage *req,
-                  ProtobufCMessage **resp, mrpc_status *st) {
-  mrpc_call_opts o;
-  int rc = mrpc_channel_unary(ch, &k_methods[m], req,
-                              call_opts(&o, NULL, CALL_TIMEOUT_MS), resp, st);
-  if (rc != 0) return fail("mrpc_channel_unary: %s", mrpc_strerror(rc));
+/* Checks what a blocking unary stub (__call) returned. */
+static bool called(int rc) {
+  if (rc != 0) return fail("unary call: %s", mrpc_strerror(rc));
   return true;
 }
 
-static mrpc_stream *open_stream(mrpc_channel *ch, int m,
-                                const mrpc_metadata *md, int64_t timeout_ms) {
-  mrpc_call_opts o;
-  mrpc_stream *s = NULL;
-  int rc = mrpc_channel_open_stream(ch, &k_methods[m],
-                                    call_opts(&o, md, timeout_ms), &s);
-  if (rc != 0) {
-    fail("mrpc_channel_open_stream: %s", mrpc_strerror(rc));
-    return NULL;
-  }
-  return s;
+/* Checks what an __open stub returned. */
+static bool opened(int rc) {
+  if (rc != 0) return fail("opening the call: %s", mrpc_strerror(rc));
+  return true;
 }
 
 /* Gives up on a stream after a failed check: cancels (so that finish does
@@ -160,40 +136,50 @@ static bool abort_stream(mrpc_stream *s) {
   return false;
 }
 
-/* Sends a StreamingOutputCallRequest with a req_len payload asking for one
- * response of resp_len bytes (none when resp_len < 0). */
+/* Fills *req (with rp and p) asking for one response of resp_len bytes
+ * (none when resp_len < 0) with a req_len payload. */
+static void output_req(OutputRequest *req,
+                       Grpc__Testing__ResponseParameters *rp,
+                       Grpc__Testing__ResponseParameters **rps,
+                       Grpc__Testing__Payload *p, int32_t resp_len,
+                       size_t req_len) {
+  grpc__testing__streaming_output_call_request__init(req);
+  grpc__testing__response_parameters__init(rp);
+  *p = zero_payload(req_len);
+  rp->size = resp_len;
+  rps[0] = rp;
+  if (resp_len >= 0) {
+    req->n_response_parameters = 1;
+    req->response_parameters = rps;
+  }
+  req->payload = p;
+}
+
+/* Sends on a FullDuplexCall a request asking for one response of resp_len
+ * bytes (none when resp_len < 0) with a req_len payload. */
 static bool send_output_req(mrpc_stream *s, int32_t resp_len,
                             size_t req_len) {
-  Grpc__Testing__ResponseParameters rp =
-      GRPC__TESTING__RESPONSE_PARAMETERS__INIT;
-  Grpc__Testing__ResponseParameters *rps[1] = {&rp};
-  Grpc__Testing__Payload p = zero_payload(req_len);
-  Grpc__Testing__StreamingOutputCallRequest req =
-      GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
-  rp.size = resp_len;
-  if (resp_len >= 0) {
-    req.n_response_parameters = 1;
-    req.response_parameters = rps;
-  }
-  req.payload = &p;
-  int rc = mrpc_stream_send(s, &req.base);
+  OutputRequest req;
+  Grpc__Testing__ResponseParameters rp, *rps[1];
+  Grpc__Testing__Payload p;
+  output_req(&req, &rp, rps, &p, resp_len, req_len);
+  int rc = TS(full_duplex_call__stream_send_request)(s, &req);
   if (rc != 0) return fail("send: %s", mrpc_strerror(rc));
   return true;
 }
 
-/* Receives one StreamingOutputCallResponse and checks its payload. */
+/* Receives one StreamingOutputCallResponse (StreamingOutputCall and
+ * FullDuplexCall both answer with it) and checks its payload. */
 static bool recv_output(mrpc_stream *s, int i, int32_t want) {
-  ProtobufCMessage *m = NULL;
-  int rc = mrpc_stream_recv(s, &m);
+  OutputResponse *m = NULL;
+  int rc = TS(full_duplex_call__stream_recv_response)(s, &m);
   if (rc != 1)
     return fail("response %d: %s", i,
                 rc == 0 ? "stream ended" : mrpc_strerror(rc));
   char what[32];
   snprintf(what, sizeof what, "response %d", i);
-  bool ok = check_body(
-      what, ((Grpc__Testing__StreamingOutputCallResponse *)(void *)m)->payload,
-      (size_t)want);
-  protobuf_c_message_free_unpacked(m, NULL);
+  bool ok = check_body(what, m->payload, (size_t)want);
+  free_msg(m);
   return ok;
 }
 
@@ -243,7 +229,7 @@ static bool close_send(mrpc_stream *s) {
 typedef struct ev_wait {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  bool done, writable;
+  bool done;
   int n_msgs;
   Grpc__Testing__Payload *payload; /* copy of a SimpleResponse's payload */
   mrpc_status_code code;
@@ -277,7 +263,8 @@ static void ev_on_message(mrpc_call *call, const ProtobufCMessage *msg,
   pthread_mutex_lock(&w->mu);
   w->n_msgs++;
   const Grpc__Testing__SimpleResponse *r = (const void *)msg;
-  if (msg->descriptor == D(simple_response) && r->payload && !w->payload) {
+  if (msg->descriptor == &grpc__testing__simple_response__descriptor &&
+      r->payload && !w->payload) {
     Grpc__Testing__Payload *p = malloc(sizeof *p);
     if (p) {
       *p = *r->payload;
@@ -293,20 +280,6 @@ static void ev_on_message(mrpc_call *call, const ProtobufCMessage *msg,
   pthread_mutex_unlock(&w->mu);
 }
 
-static void ev_on_half_close(mrpc_call *call, void *ctx) {
-  (void)call;
-  (void)ctx;
-}
-
-static void ev_on_writable(mrpc_call *call, void *ctx) {
-  ev_wait *w = ctx;
-  (void)call;
-  pthread_mutex_lock(&w->mu);
-  w->writable = true;
-  pthread_cond_broadcast(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
 static void ev_on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
   ev_wait *w = ctx;
   (void)call;
@@ -319,50 +292,30 @@ static void ev_on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
   pthread_mutex_unlock(&w->mu);
 }
 
-/* Waits up to secs for on_done, or for on_writable when writable is set. */
-static bool ev_wait_for(ev_wait *w, bool writable, int secs) {
+static const mrpc_call_ops k_ev_ops = {.on_message = ev_on_message,
+                                       .on_done = ev_on_done};
+
+/* Waits up to secs for on_done. */
+static bool ev_wait_for(ev_wait *w, int secs) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   ts.tv_sec += secs;
   pthread_mutex_lock(&w->mu);
-  while (!w->done && !(writable && w->writable))
+  while (!w->done)
     if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT) break;
-  bool woke = w->done || (writable && w->writable);
+  bool done = w->done;
   pthread_mutex_unlock(&w->mu);
-  return woke;
+  return done;
 }
 
-/* Runs a unary call through mrpc_channel_start_call; the outcome is in *w
- * (initialized by the caller).  Returns false on an API failure. */
-static bool event_unary(mrpc_channel *ch, int m, const ProtobufCMessage *req,
-                        ev_wait *w) {
-  static const mrpc_call_ops ops = {ev_on_message, ev_on_half_close,
-                                    ev_on_writable, ev_on_done};
-  mrpc_call_opts o;
-  mrpc_call *call = NULL;
-  int rc = mrpc_channel_start_call(ch, &k_methods[m],
-                                   call_opts(&o, NULL, CALL_TIMEOUT_MS), &ops,
-                                   w, &call);
-  if (rc != 0) return fail("event API: start_call: %s", mrpc_strerror(rc));
-  for (;;) { /* AGAIN: wait for on_writable (or the end) and retry */
-    pthread_mutex_lock(&w->mu);
-    w->writable = false;
-    pthread_mutex_unlock(&w->mu);
-    rc = mrpc_call_send(call, req);
-    if (rc != MRPC_ERR_AGAIN || !ev_wait_for(w, true, CALL_TIMEOUT_MS / 1000))
-      break;
-    pthread_mutex_lock(&w->mu);
-    bool done = w->done;
-    pthread_mutex_unlock(&w->mu);
-    if (done) break;
-  }
-  if (rc == 0) rc = mrpc_call_close_send(call);
-  /* CLOSED: the call is over and on_done says why. */
-  int err = rc == MRPC_ERR_CLOSED ? 0 : rc;
-  if (err) mrpc_call_cancel(call);
-  if (!ev_wait_for(w, false, CALL_TIMEOUT_MS / 1000 + 5)) {
+/* The end of a unary call started by a __start stub that returned rc: the
+ * outcome is in *w (initialized by the caller, given to the stub).  Returns
+ * false on an API failure. */
+static bool event_unary(ev_wait *w, int rc, mrpc_call *call) {
+  if (rc != 0) return fail("event API: __start: %s", mrpc_strerror(rc));
+  if (!ev_wait_for(w, CALL_TIMEOUT_MS / 1000 + 5)) {
     mrpc_call_cancel(call);
-    if (!ev_wait_for(w, false, 5)) {
+    if (!ev_wait_for(w, 5)) {
       /* w is still the call's: leaving is the only safe way out. */
       printf("FAIL %s: event API: on_done never came\n", g_case);
       fflush(stdout);
@@ -370,7 +323,6 @@ static bool event_unary(mrpc_channel *ch, int m, const ProtobufCMessage *req,
     }
   }
   mrpc_call_unref(call);
-  if (err) return fail("event API: send: %s", mrpc_strerror(err));
   return true;
 }
 
@@ -378,18 +330,22 @@ static bool event_unary(mrpc_channel *ch, int m, const ProtobufCMessage *req,
 
 static bool empty_unary(mrpc_channel *ch) {
   Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
-  ProtobufCMessage *resp = NULL;
+  Grpc__Testing__Empty *resp = NULL;
   mrpc_status st = {0};
-  bool ok = unary(ch, M_EMPTY, &req.base, &resp, &st) &&
+  mrpc_call_opts o;
+  bool ok = called(TS(empty_call__call)(ch, &req, std_opts(&o), &resp, &st)) &&
             expect_status("blocking", &st, MRPC_STATUS_OK, NULL);
   if (ok && !resp) ok = fail("blocking: no response");
-  protobuf_c_message_free_unpacked(resp, NULL);
+  free_msg(resp);
   mrpc_status_free(&st);
   if (!ok) return false;
 
   ev_wait w;
   ev_init(&w);
-  ok = event_unary(ch, M_EMPTY, &req.base, &w);
+  mrpc_call *call = NULL;
+  int rc = TS(empty_call__start)(ch, &req, std_opts(&o), &k_ev_ops, &w,
+                                 &call);
+  ok = event_unary(&w, rc, call);
   if (ok) {
     mrpc_status est = {w.code, w.message, NULL, 0}; /* borrowed, not freed */
     ok = expect_status("event API", &est, MRPC_STATUS_OK, NULL);
@@ -405,22 +361,23 @@ static bool large_unary(mrpc_channel *ch) {
   Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
   req.response_size = LARGE_RESP;
   req.payload = &p;
-  ProtobufCMessage *resp = NULL;
+  Grpc__Testing__SimpleResponse *resp = NULL;
   mrpc_status st = {0};
-  bool ok = unary(ch, M_UNARY, &req.base, &resp, &st) &&
+  mrpc_call_opts o;
+  bool ok = called(TS(unary_call__call)(ch, &req, std_opts(&o), &resp, &st)) &&
             expect_status("blocking", &st, MRPC_STATUS_OK, NULL);
   if (ok && !resp) ok = fail("blocking: no response");
-  if (ok)
-    ok = check_body("blocking",
-                    ((Grpc__Testing__SimpleResponse *)(void *)resp)->payload,
-                    LARGE_RESP);
-  protobuf_c_message_free_unpacked(resp, NULL);
+  if (ok) ok = check_body("blocking", resp->payload, LARGE_RESP);
+  free_msg(resp);
   mrpc_status_free(&st);
   if (!ok) return false;
 
   ev_wait w;
   ev_init(&w);
-  ok = event_unary(ch, M_UNARY, &req.base, &w);
+  mrpc_call *call = NULL;
+  int rc = TS(unary_call__start)(ch, &req, std_opts(&o), &k_ev_ops, &w,
+                                 &call);
+  ok = event_unary(&w, rc, call);
   if (ok) {
     mrpc_status est = {w.code, w.message, NULL, 0};
     ok = expect_status("event API", &est, MRPC_STATUS_OK, NULL);
@@ -433,30 +390,30 @@ static bool large_unary(mrpc_channel *ch) {
 }
 
 static bool client_streaming(mrpc_channel *ch) {
-  mrpc_stream *s = open_stream(ch, M_INPUT, NULL, CALL_TIMEOUT_MS);
-  if (!s) return false;
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  if (!opened(TS(streaming_input_call__open)(ch, std_opts(&o), &s)))
+    return false;
   for (int i = 0; i < 4; i++) {
     Grpc__Testing__Payload p = zero_payload((size_t)k_req_sizes[i]);
     Grpc__Testing__StreamingInputCallRequest req =
         GRPC__TESTING__STREAMING_INPUT_CALL_REQUEST__INIT;
     req.payload = &p;
-    int rc = mrpc_stream_send(s, &req.base);
+    int rc = TS(streaming_input_call__stream_send_request)(s, &req);
     if (rc != 0) {
       fail("send %d: %s", i, mrpc_strerror(rc));
       return abort_stream(s);
     }
   }
   if (!close_send(s)) return abort_stream(s);
-  ProtobufCMessage *m = NULL;
-  int rc = mrpc_stream_recv(s, &m);
+  Grpc__Testing__StreamingInputCallResponse *m = NULL;
+  int rc = TS(streaming_input_call__stream_recv_response)(s, &m);
   if (rc != 1) {
     fail("no response: %s", rc == 0 ? "stream ended" : mrpc_strerror(rc));
     return abort_stream(s);
   }
-  int32_t got =
-      ((Grpc__Testing__StreamingInputCallResponse *)(void *)m)
-          ->aggregated_payload_size;
-  protobuf_c_message_free_unpacked(m, NULL);
+  int32_t got = m->aggregated_payload_size;
+  free_msg(m);
   if (got != 74922) {
     fail("aggregated_payload_size %d, want 74922", (int)got);
     return abort_stream(s);
@@ -467,8 +424,7 @@ static bool client_streaming(mrpc_channel *ch) {
 
 static bool server_streaming(mrpc_channel *ch) {
   Grpc__Testing__ResponseParameters rp[4], *rps[4];
-  Grpc__Testing__StreamingOutputCallRequest req =
-      GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
+  OutputRequest req = GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
   for (int i = 0; i < 4; i++) {
     grpc__testing__response_parameters__init(&rp[i]);
     rp[i].size = k_resp_sizes[i];
@@ -476,22 +432,30 @@ static bool server_streaming(mrpc_channel *ch) {
   }
   req.n_response_parameters = 4;
   req.response_parameters = rps;
-  mrpc_stream *s = open_stream(ch, M_OUTPUT, NULL, CALL_TIMEOUT_MS);
-  if (!s) return false;
-  int rc = mrpc_stream_send(s, &req.base);
-  if (rc != 0) {
-    fail("send: %s", mrpc_strerror(rc));
-    return abort_stream(s);
-  }
-  if (!close_send(s)) return abort_stream(s);
+  /* The stub sends the request and half-closes. */
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  if (!opened(TS(streaming_output_call__open)(ch, &req, std_opts(&o), &s)))
+    return false;
   for (int i = 0; i < 4; i++)
     if (!recv_output(s, i, k_resp_sizes[i])) return abort_stream(s);
   if (!recv_end(s)) return abort_stream(s);
   return finish(s, "call", MRPC_STATUS_OK, NULL);
 }
 
+static mrpc_stream *open_full_duplex(mrpc_channel *ch,
+                                     const mrpc_metadata *md,
+                                     int64_t timeout_ms) {
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  if (!opened(TS(full_duplex_call__open)(ch, call_opts(&o, md, timeout_ms),
+                                         &s)))
+    return NULL;
+  return s;
+}
+
 static bool ping_pong(mrpc_channel *ch) {
-  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  mrpc_stream *s = open_full_duplex(ch, NULL, CALL_TIMEOUT_MS);
   if (!s) return false;
   for (int i = 0; i < 4; i++)
     if (!send_output_req(s, k_resp_sizes[i], (size_t)k_req_sizes[i]) ||
@@ -502,7 +466,7 @@ static bool ping_pong(mrpc_channel *ch) {
 }
 
 static bool empty_stream(mrpc_channel *ch) {
-  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  mrpc_stream *s = open_full_duplex(ch, NULL, CALL_TIMEOUT_MS);
   if (!s) return false;
   if (!close_send(s) || !recv_end(s)) return abort_stream(s);
   return finish(s, "call", MRPC_STATUS_OK, NULL);
@@ -550,34 +514,26 @@ static bool custom_metadata(mrpc_channel *ch) {
   }
   bool ok = false;
 
-  /* UnaryCall, through a stream: only a stream shows response metadata. */
+  /* UnaryCall, through a stream: only a stream shows response metadata.
+   * The __open stub of a unary method sends the request and half-closes. */
   Grpc__Testing__Payload p = zero_payload(LARGE_REQ);
   Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
   req.response_size = LARGE_RESP;
   req.payload = &p;
-  mrpc_stream *s = open_stream(ch, M_UNARY, md, CALL_TIMEOUT_MS);
-  if (!s) goto out;
-  ProtobufCMessage *m = NULL;
-  if ((rc = mrpc_stream_send(s, &req.base)) != 0) {
-    fail("unary: send: %s", mrpc_strerror(rc));
-    abort_stream(s);
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  if (!opened(TS(unary_call__open)(ch, &req,
+                                   call_opts(&o, md, CALL_TIMEOUT_MS), &s)))
     goto out;
-  }
-  if (!close_send(s)) {
-    abort_stream(s);
-    goto out;
-  }
-  if ((rc = mrpc_stream_recv(s, &m)) != 1) {
+  Grpc__Testing__SimpleResponse *m = NULL;
+  if ((rc = TS(unary_call__stream_recv_response)(s, &m)) != 1) {
     fail("unary: no response: %s",
          rc == 0 ? "stream ended" : mrpc_strerror(rc));
     abort_stream(s);
     goto out;
   }
-  ok = check_body("unary",
-                  ((Grpc__Testing__SimpleResponse *)(void *)m)->payload,
-                  LARGE_RESP) &&
-       recv_end(s);
-  protobuf_c_message_free_unpacked(m, NULL);
+  ok = check_body("unary", m->payload, LARGE_RESP) && recv_end(s);
+  free_msg(m);
   if (!ok) {
     abort_stream(s);
     goto out;
@@ -586,7 +542,7 @@ static bool custom_metadata(mrpc_channel *ch) {
 
   /* FullDuplexCall. */
   ok = false;
-  if (!(s = open_stream(ch, M_FULL, md, CALL_TIMEOUT_MS))) goto out;
+  if (!(s = open_full_duplex(ch, md, CALL_TIMEOUT_MS))) goto out;
   if (!send_output_req(s, LARGE_RESP, LARGE_REQ) || !close_send(s) ||
       !recv_output(s, 0, LARGE_RESP) || !recv_end(s)) {
     abort_stream(s);
@@ -605,20 +561,20 @@ static bool echo_status(mrpc_channel *ch, const char *msg, bool duplex) {
   es.message = (char *)msg;
   Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
   req.response_status = &es;
-  ProtobufCMessage *resp = NULL;
+  Grpc__Testing__SimpleResponse *resp = NULL;
   mrpc_status st = {0};
-  bool ok = unary(ch, M_UNARY, &req.base, &resp, &st) &&
+  mrpc_call_opts o;
+  bool ok = called(TS(unary_call__call)(ch, &req, std_opts(&o), &resp, &st)) &&
             expect_status("unary", &st, MRPC_STATUS_UNKNOWN, msg);
-  protobuf_c_message_free_unpacked(resp, NULL);
+  free_msg(resp);
   mrpc_status_free(&st);
   if (!ok || !duplex) return ok;
 
-  Grpc__Testing__StreamingOutputCallRequest dreq =
-      GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
+  OutputRequest dreq = GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
   dreq.response_status = &es;
-  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  mrpc_stream *s = open_full_duplex(ch, NULL, CALL_TIMEOUT_MS);
   if (!s) return false;
-  int rc = mrpc_stream_send(s, &dreq.base);
+  int rc = TS(full_duplex_call__stream_send_request)(s, &dreq);
   if (rc != 0 && rc != MRPC_ERR_CLOSED) {
     fail("full duplex: send: %s", mrpc_strerror(rc));
     return abort_stream(s);
@@ -639,28 +595,37 @@ static bool special_status_message(mrpc_channel *ch) {
                      false);
 }
 
-static bool expect_unimplemented(mrpc_channel *ch, int m) {
+/* A unary stub taking and returning Empty. */
+typedef int (*empty_stub)(mrpc_channel *ch, const Grpc__Testing__Empty *req,
+                          const mrpc_call_opts *opts,
+                          Grpc__Testing__Empty **resp, mrpc_status *st);
+
+static bool expect_unimplemented(mrpc_channel *ch, empty_stub stub) {
   Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
-  ProtobufCMessage *resp = NULL;
+  Grpc__Testing__Empty *resp = NULL;
   mrpc_status st = {0};
-  bool ok = unary(ch, m, &req.base, &resp, &st) &&
+  mrpc_call_opts o;
+  bool ok = called(stub(ch, &req, std_opts(&o), &resp, &st)) &&
             expect_status("call", &st, MRPC_STATUS_UNIMPLEMENTED, NULL);
-  protobuf_c_message_free_unpacked(resp, NULL);
+  free_msg(resp);
   mrpc_status_free(&st);
   return ok;
 }
 
 static bool unimplemented_method(mrpc_channel *ch) {
-  return expect_unimplemented(ch, M_UNIMPLEMENTED);
+  return expect_unimplemented(ch, TS(unimplemented_call__call));
 }
 
 static bool unimplemented_service(mrpc_channel *ch) {
-  return expect_unimplemented(ch, M_UNIMPLEMENTED_SERVICE);
+  return expect_unimplemented(
+      ch, grpc__testing__unimplemented_service__unimplemented_call__call);
 }
 
 static bool cancel_after_begin(mrpc_channel *ch) {
-  mrpc_stream *s = open_stream(ch, M_INPUT, NULL, CALL_TIMEOUT_MS);
-  if (!s) return false;
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  if (!opened(TS(streaming_input_call__open)(ch, std_opts(&o), &s)))
+    return false;
   int rc = mrpc_call_cancel(mrpc_stream_call(s));
   if (rc != 0) {
     fail("cancel: %s", mrpc_strerror(rc));
@@ -670,7 +635,7 @@ static bool cancel_after_begin(mrpc_channel *ch) {
 }
 
 static bool cancel_after_first_response(mrpc_channel *ch) {
-  mrpc_stream *s = open_stream(ch, M_FULL, NULL, CALL_TIMEOUT_MS);
+  mrpc_stream *s = open_full_duplex(ch, NULL, CALL_TIMEOUT_MS);
   if (!s) return false;
   if (!send_output_req(s, 31415, 27182) || !recv_output(s, 0, 31415))
     return abort_stream(s);
@@ -683,7 +648,7 @@ static bool cancel_after_first_response(mrpc_channel *ch) {
 }
 
 static bool timeout_on_sleeping_server(mrpc_channel *ch) {
-  mrpc_stream *s = open_stream(ch, M_FULL, NULL, 1);
+  mrpc_stream *s = open_full_duplex(ch, NULL, 1);
   if (!s) return false;
   /* May fail: the deadline may already be past.  That is no error here. */
   if (!send_output_req(s, -1, 27182)) g_why[0] = '\0';

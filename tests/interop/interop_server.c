@@ -5,10 +5,11 @@
  *   interop_server --port=N [--use_tls=false] [--handlers=event|blocking]
  *                  [--max_recv_message=BYTES]
  *
- * Both handler styles are exercised: by default EmptyCall, UnaryCall and
+ * The service comes from protoc-gen-minirpc (test.mrpc.h): one handler
+ * table, both handler styles.  By default EmptyCall, UnaryCall and
  * FullDuplexCall are event-driven and the other methods blocking;
  * --handlers=blocking serves every method with blocking handlers.
- * UnimplementedCall is registered with no handler (-> UNIMPLEMENTED) and
+ * UnimplementedCall has no handler in the table (-> UNIMPLEMENTED) and
  * UnimplementedService is not registered at all, so both ways of answering
  * UNIMPLEMENTED are covered.  CacheableUnaryCall needs a caching proxy and is
  * left unimplemented too.
@@ -25,43 +26,14 @@
 
 #include <minirpc/minirpc.h>
 
-#include "test.pb-c.h"
+#include "test.mrpc.h"
 
 #define ECHO_INITIAL "x-grpc-test-echo-initial"
 #define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
 
-/* ---- the service (codegen will generate this later) ------------------- */
-
-enum {
-  M_EMPTY, M_UNARY, M_CACHEABLE, M_OUTPUT, M_INPUT, M_FULL, M_HALF,
-  M_UNIMPLEMENTED, M_COUNT
-};
-
-#define TS "/grpc.testing.TestService/"
-#define D(name) (&grpc__testing__##name##__descriptor)
-static const mrpc_method k_methods[M_COUNT] = {
-  [M_EMPTY] = {TS "EmptyCall", MRPC_UNARY, D(empty), D(empty)},
-  [M_UNARY] = {TS "UnaryCall", MRPC_UNARY, D(simple_request),
-               D(simple_response)},
-  [M_CACHEABLE] = {TS "CacheableUnaryCall", MRPC_UNARY, D(simple_request),
-                   D(simple_response)},
-  [M_OUTPUT] = {TS "StreamingOutputCall", MRPC_SERVER_STREAMING,
-                D(streaming_output_call_request),
-                D(streaming_output_call_response)},
-  [M_INPUT] = {TS "StreamingInputCall", MRPC_CLIENT_STREAMING,
-               D(streaming_input_call_request),
-               D(streaming_input_call_response)},
-  [M_FULL] = {TS "FullDuplexCall", MRPC_BIDI_STREAMING,
-              D(streaming_output_call_request),
-              D(streaming_output_call_response)},
-  [M_HALF] = {TS "HalfDuplexCall", MRPC_BIDI_STREAMING,
-              D(streaming_output_call_request),
-              D(streaming_output_call_response)},
-  [M_UNIMPLEMENTED] = {TS "UnimplementedCall", MRPC_UNARY, D(empty),
-                       D(empty)},
-};
-static const mrpc_service k_service = {"grpc.testing.TestService", M_COUNT,
-                                       k_methods};
+/* The generated names, shortened. */
+#define TS(name) grpc__testing__test_service__##name
+typedef Grpc__Testing__StreamingOutputCallRequest OutputRequest;
 
 /* ---- shared by both handler styles ------------------------------------ */
 
@@ -117,27 +89,44 @@ static mrpc_status_code send_fail_code(int err) {
              : MRPC_STATUS_INTERNAL;
 }
 
-/* Sends one response of the call's method whose payload is size zero bytes
- * (Empty has none): through call (event style) or s (blocking style). */
-static int send_zeros(mrpc_call *call, mrpc_stream *s, int32_t size) {
-  const ProtobufCMessageDescriptor *d =
-      mrpc_call_method(call ? call : mrpc_stream_call(s))->response;
-  Grpc__Testing__Empty empty = GRPC__TESTING__EMPTY__INIT;
-  Grpc__Testing__Payload p = GRPC__TESTING__PAYLOAD__INIT;
-  Grpc__Testing__SimpleResponse simple = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
-  Grpc__Testing__StreamingOutputCallResponse out =
+/* A payload of size zero bytes in *p; *body must be freed. */
+static int zero_payload(Grpc__Testing__Payload *p, uint8_t **body,
+                        int32_t size) {
+  grpc__testing__payload__init(p);
+  *body = calloc(size > 0 ? (size_t)size : 1, 1);
+  if (!*body) return MRPC_ERR_NOMEM;
+  p->body.data = *body;
+  p->body.len = size > 0 ? (size_t)size : 0;
+  return 0;
+}
+
+/* Sends a SimpleResponse whose payload is size zero bytes: through call
+ * (event style) or s (blocking style). */
+static int send_simple(mrpc_call *call, mrpc_stream *s, int32_t size) {
+  Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
+  Grpc__Testing__Payload p;
+  uint8_t *body;
+  int rc = zero_payload(&p, &body, size);
+  if (rc != 0) return rc;
+  resp.payload = &p;
+  rc = call ? TS(unary_call__send_response)(call, &resp)
+            : TS(unary_call__stream_send_response)(s, &resp);
+  free(body);
+  return rc;
+}
+
+/* The same with a StreamingOutputCallResponse (StreamingOutputCall,
+ * FullDuplexCall and HalfDuplexCall answer with it). */
+static int send_output(mrpc_call *call, mrpc_stream *s, int32_t size) {
+  Grpc__Testing__StreamingOutputCallResponse resp =
       GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
-  ProtobufCMessage *msg = &empty.base;
-  uint8_t *body = NULL;
-  if (d != D(empty)) {
-    body = calloc(size > 0 ? (size_t)size : 1, 1);
-    if (!body) return MRPC_ERR_NOMEM;
-    p.body.data = body;
-    p.body.len = (size_t)size;
-    simple.payload = out.payload = &p;
-    msg = d == D(simple_response) ? &simple.base : &out.base;
-  }
-  int rc = call ? mrpc_call_send(call, msg) : mrpc_stream_send(s, msg);
+  Grpc__Testing__Payload p;
+  uint8_t *body;
+  int rc = zero_payload(&p, &body, size);
+  if (rc != 0) return rc;
+  resp.payload = &p;
+  rc = call ? TS(full_duplex_call__send_response)(call, &resp)
+            : TS(full_duplex_call__stream_send_response)(s, &resp);
   free(body);
   return rc;
 }
@@ -162,12 +151,18 @@ static void echo_metadata(mrpc_call *call) {
 
 /* Per-call state.  Everything runs on the call's I/O thread, so no lock.
  * Responses are queued as payload sizes and pumped out; MRPC_ERR_AGAIN
- * parks the queue until on_writable. */
+ * parks the queue until on_writable.  A call ends once the client has
+ * half-closed and the queue is empty, or at once when the request says so
+ * (Echo Status, bad request) or sending fails.  Unary calls too wait for the
+ * half-close, so that a second request message still ends the call with
+ * UNIMPLEMENTED (the library enforces that; an early status would hide
+ * it). */
 typedef struct ev_call {
   mrpc_call *call;
+  /* sends one response with a payload of that many zero bytes */
+  int (*send)(mrpc_call *call, mrpc_stream *s, int32_t size);
   int32_t *sizes; /* payload sizes of the responses not yet sent */
   size_t head, n, cap;
-  bool got_request; /* unary: the request arrived */
   bool half_closed; /* the client sent everything */
   bool ending;      /* end with code/message once the queue drains */
   bool finished;    /* mrpc_call_finish was called */
@@ -211,7 +206,7 @@ static void ev_push(ev_call *ev, int32_t size) {
 static void ev_pump(ev_call *ev) {
   ev->busy++;
   while (!ev->done && !ev->finished && ev->head < ev->n) {
-    int rc = send_zeros(ev->call, NULL, ev->sizes[ev->head]);
+    int rc = ev->send(ev->call, NULL, ev->sizes[ev->head]);
     if (rc == MRPC_ERR_AGAIN) goto out; /* on_writable resumes */
     if (rc != 0) {
       ev->finished = true;
@@ -231,45 +226,29 @@ out:
   if (--ev->busy == 0 && ev->done) ev_free(ev);
 }
 
-/* msg is borrowed: everything needed is copied into ev before return. */
+/* FullDuplexCall: each request is answered as it arrives.  interval_us is
+ * not observed here: an event handler must not sleep on the I/O thread and
+ * the library offers no timer.  --handlers=blocking observes it.  msg is
+ * borrowed: everything needed is copied into ev before return. */
 static void ev_on_message(mrpc_call *call, const ProtobufCMessage *msg,
                           void *ctx) {
   ev_call *ev = ctx;
   (void)call;
   if (ev->ending || ev->finished) return;
+  const OutputRequest *r = (const OutputRequest *)msg;
   const char *why = NULL;
-  mrpc_status_code code = MRPC_STATUS_OK;
-  if (msg->descriptor == D(streaming_output_call_request)) {
-    /* FullDuplexCall: answer each request as it arrives.  interval_us is
-     * not observed here: an event handler must not sleep on the I/O thread
-     * and the library offers no timer.  --handlers=blocking observes it. */
-    const Grpc__Testing__StreamingOutputCallRequest *r = (const void *)msg;
-    code = check_output(r, &why);
-    for (size_t i = 0; code == MRPC_STATUS_OK && i < r->n_response_parameters;
-         i++)
-      ev_push(ev, r->response_parameters[i]->size);
-  } else if (ev->got_request) {
-    code = MRPC_STATUS_INTERNAL;
-    why = "more than one request on a unary call";
-  } else {
-    int32_t size = 0;
-    ev->got_request = true;
-    if (msg->descriptor == D(simple_request)) {
-      const Grpc__Testing__SimpleRequest *r = (const void *)msg;
-      code = check_simple(r, &why);
-      size = r->response_size;
-    }
-    if (code == MRPC_STATUS_OK) ev_push(ev, size);
-  }
+  mrpc_status_code code = check_output(r, &why);
+  for (size_t i = 0; code == MRPC_STATUS_OK && i < r->n_response_parameters;
+       i++)
+    ev_push(ev, r->response_parameters[i]->size);
   if (code != MRPC_STATUS_OK) ev_end(ev, code, why);
   ev_pump(ev);
 }
 
 static void ev_on_half_close(mrpc_call *call, void *ctx) {
   ev_call *ev = ctx;
+  (void)call;
   ev->half_closed = true;
-  if (mrpc_call_method(call)->kind == MRPC_UNARY && !ev->got_request)
-    ev_end(ev, MRPC_STATUS_INTERNAL, "unary call without a request");
   ev_pump(ev);
 }
 
@@ -286,24 +265,68 @@ static void ev_on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
   if (ev->busy == 0) ev_free(ev);
 }
 
-/* The one event handler of all three methods: the request type tells them
- * apart. */
-static void ev_handler(mrpc_call *call, void *user) {
-  static const mrpc_call_ops ops = {ev_on_message, ev_on_half_close,
-                                    ev_on_writable, ev_on_done};
-  (void)user;
+/* Takes the call over (its own callbacks, the state above).  NULL when that
+ * failed: the call is then finished. */
+static ev_call *ev_start(mrpc_call *call,
+                         int (*send)(mrpc_call *, mrpc_stream *, int32_t)) {
+  static const mrpc_call_ops ops = {.on_message = ev_on_message,
+                                    .on_half_close = ev_on_half_close,
+                                    .on_writable = ev_on_writable,
+                                    .on_done = ev_on_done};
+  echo_metadata(call);
   ev_call *ev = calloc(1, sizeof *ev);
   if (!ev) {
     mrpc_call_finish(call, MRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
                      NULL, 0);
-    return;
+    return NULL;
   }
   ev->call = call;
-  echo_metadata(call);
+  ev->send = send;
   if (mrpc_call_set_ops(call, &ops, ev) != 0) {
     free(ev);
     mrpc_call_finish(call, MRPC_STATUS_INTERNAL, "set_ops failed", NULL, 0);
+    return NULL;
   }
+  return ev;
+}
+
+static int send_empty(mrpc_call *call, mrpc_stream *s, int32_t size) {
+  Grpc__Testing__Empty resp = GRPC__TESTING__EMPTY__INIT;
+  (void)size;
+  return call ? TS(empty_call__send_response)(call, &resp)
+              : TS(empty_call__stream_send_response)(s, &resp);
+}
+
+/* EmptyCall: the generated table calls it with the request in. */
+static void ev_empty_call(mrpc_call *call, const Grpc__Testing__Empty *req,
+                          void *user) {
+  (void)req;
+  (void)user;
+  ev_call *ev = ev_start(call, send_empty);
+  if (!ev) return;
+  ev_push(ev, 0);
+  ev_pump(ev);
+}
+
+static void ev_unary_call(mrpc_call *call,
+                          const Grpc__Testing__SimpleRequest *req,
+                          void *user) {
+  (void)user;
+  ev_call *ev = ev_start(call, send_simple);
+  if (!ev) return;
+  const char *why = NULL;
+  mrpc_status_code code = check_simple(req, &why);
+  if (code == MRPC_STATUS_OK)
+    ev_push(ev, req->response_size);
+  else
+    ev_end(ev, code, why);
+  ev_pump(ev);
+}
+
+/* FullDuplexCall: called at the start; requests come to ev_on_message. */
+static void ev_full_duplex_call(mrpc_call *call, void *user) {
+  (void)user;
+  ev_start(call, send_output);
 }
 
 /* ---- blocking handlers ------------------------------------------------ */
@@ -314,53 +337,47 @@ static void sleep_us(int32_t us) {
   }
 }
 
-/* Receives the one request of a unary or server-streaming call.  Returns
- * it, or NULL when the call is over or had no request (status set). */
-static ProtobufCMessage *recv_one(mrpc_stream *s) {
-  ProtobufCMessage *req = NULL;
-  int rc = mrpc_stream_recv(s, &req);
-  if (rc == 0)
-    mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request", NULL,
-                           0);
-  return rc == 1 ? req : NULL;
+/* Ends a one-response call: OK, or what sending failed with. */
+static void blk_status_after_send(mrpc_stream *s, int rc) {
+  if (rc != 0)
+    mrpc_stream_set_status(s, send_fail_code(rc), mrpc_strerror(rc), NULL, 0);
+  else
+    mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
 }
 
-/* EmptyCall and UnaryCall (--handlers=blocking). */
-static void blk_unary(mrpc_stream *s, void *user) {
+/* EmptyCall and UnaryCall (--handlers=blocking): the generated table hands
+ * over the request and frees it after return. */
+static void blk_empty_call(mrpc_stream *s, const Grpc__Testing__Empty *req,
+                           void *user) {
+  (void)req;
   (void)user;
   echo_metadata(mrpc_stream_call(s));
-  ProtobufCMessage *req = recv_one(s);
-  if (!req) return;
+  blk_status_after_send(s, send_empty(NULL, s, 0));
+}
+
+static void blk_unary_call(mrpc_stream *s,
+                           const Grpc__Testing__SimpleRequest *req,
+                           void *user) {
+  (void)user;
+  echo_metadata(mrpc_stream_call(s));
   const char *why = NULL;
-  mrpc_status_code code = MRPC_STATUS_OK;
-  int32_t size = 0;
-  if (req->descriptor == D(simple_request)) {
-    code = check_simple((const void *)req, &why);
-    size = ((const Grpc__Testing__SimpleRequest *)(const void *)req)
-               ->response_size;
-  }
-  if (code == MRPC_STATUS_OK) {
-    int rc = send_zeros(NULL, s, size);
-    if (rc != 0) {
-      code = send_fail_code(rc);
-      why = mrpc_strerror(rc);
-    }
-  }
-  mrpc_stream_set_status(s, code, why, NULL, 0); /* copies why: before free */
-  protobuf_c_message_free_unpacked(req, NULL);
+  mrpc_status_code code = check_simple(req, &why);
+  if (code != MRPC_STATUS_OK)
+    mrpc_stream_set_status(s, code, why, NULL, 0); /* copies why */
+  else
+    blk_status_after_send(s, send_simple(NULL, s, req->response_size));
 }
 
 /* Answers one StreamingOutputCallRequest, sleeping interval_us before each
  * response.  Returns false when the call must end now (status set). */
-static bool serve_output(mrpc_stream *s,
-                         const Grpc__Testing__StreamingOutputCallRequest *r) {
+static bool serve_output(mrpc_stream *s, const OutputRequest *r) {
   const char *why = NULL;
   mrpc_status_code code = check_output(r, &why);
   for (size_t i = 0; code == MRPC_STATUS_OK && i < r->n_response_parameters;
        i++) {
     const Grpc__Testing__ResponseParameters *p = r->response_parameters[i];
     if (p->interval_us > 0) sleep_us(p->interval_us);
-    int rc = send_zeros(NULL, s, p->size);
+    int rc = send_output(NULL, s, p->size);
     if (rc != 0) {
       code = send_fail_code(rc);
       why = mrpc_strerror(rc);
@@ -370,28 +387,25 @@ static bool serve_output(mrpc_stream *s,
   return code == MRPC_STATUS_OK;
 }
 
-static void blk_streaming_output(mrpc_stream *s, void *user) {
+static void blk_streaming_output_call(mrpc_stream *s, const OutputRequest *req,
+                                      void *user) {
   (void)user;
   echo_metadata(mrpc_stream_call(s));
-  ProtobufCMessage *req = recv_one(s);
-  if (!req) return;
-  if (serve_output(s, (const void *)req))
+  if (serve_output(s, req))
     mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
-  protobuf_c_message_free_unpacked(req, NULL);
 }
 
-static void blk_streaming_input(mrpc_stream *s, void *user) {
+static void blk_streaming_input_call(mrpc_stream *s, void *user) {
   (void)user;
   echo_metadata(mrpc_stream_call(s));
   size_t total = 0;
   bool compressed = false;
-  ProtobufCMessage *msg;
+  Grpc__Testing__StreamingInputCallRequest *r;
   int rc;
-  while ((rc = mrpc_stream_recv(s, &msg)) == 1) {
-    const Grpc__Testing__StreamingInputCallRequest *r = (const void *)msg;
+  while ((rc = TS(streaming_input_call__stream_recv_request)(s, &r)) == 1) {
     if (r->payload) total += r->payload->body.len;
     compressed |= expects_compressed(r->expect_compressed);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
   }
   if (rc < 0) return; /* the call is over */
   if (compressed) {
@@ -402,24 +416,21 @@ static void blk_streaming_input(mrpc_stream *s, void *user) {
   Grpc__Testing__StreamingInputCallResponse resp =
       GRPC__TESTING__STREAMING_INPUT_CALL_RESPONSE__INIT;
   resp.aggregated_payload_size = (int32_t)total;
-  rc = mrpc_stream_send(s, &resp.base);
-  if (rc != 0)
-    mrpc_stream_set_status(s, send_fail_code(rc), mrpc_strerror(rc), NULL, 0);
-  else
-    mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
+  blk_status_after_send(
+      s, TS(streaming_input_call__stream_send_response)(s, &resp));
 }
 
 /* FullDuplexCall (--handlers=blocking): each request answered on arrival. */
-static void blk_full_duplex(mrpc_stream *s, void *user) {
+static void blk_full_duplex_call(mrpc_stream *s, void *user) {
   (void)user;
   echo_metadata(mrpc_stream_call(s));
   for (;;) {
-    ProtobufCMessage *req;
-    int rc = mrpc_stream_recv(s, &req);
+    OutputRequest *req;
+    int rc = TS(full_duplex_call__stream_recv_request)(s, &req);
     if (rc < 0) return;
     if (rc == 0) break;
-    bool go_on = serve_output(s, (const void *)req);
-    protobuf_c_message_free_unpacked(req, NULL);
+    bool go_on = serve_output(s, req);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
     if (!go_on) return;
   }
   mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
@@ -427,16 +438,16 @@ static void blk_full_duplex(mrpc_stream *s, void *user) {
 
 /* HalfDuplexCall: every request is collected, answers come after the
  * client half-closes. */
-static void blk_half_duplex(mrpc_stream *s, void *user) {
+static void blk_half_duplex_call(mrpc_stream *s, void *user) {
   (void)user;
   echo_metadata(mrpc_stream_call(s));
-  ProtobufCMessage **reqs = NULL;
+  OutputRequest **reqs = NULL;
   size_t n = 0, cap = 0;
   int rc;
   for (;;) {
     if (n == cap) {
       cap = cap ? 2 * cap : 8;
-      ProtobufCMessage **p = realloc(reqs, cap * sizeof *p);
+      OutputRequest **p = realloc(reqs, cap * sizeof *p);
       if (!p) {
         mrpc_stream_set_status(s, MRPC_STATUS_RESOURCE_EXHAUSTED,
                                "out of memory", NULL, 0);
@@ -445,14 +456,15 @@ static void blk_half_duplex(mrpc_stream *s, void *user) {
       }
       reqs = p;
     }
-    if ((rc = mrpc_stream_recv(s, &reqs[n])) != 1) break;
+    if ((rc = TS(half_duplex_call__stream_recv_request)(s, &reqs[n])) != 1)
+      break;
     n++;
   }
   bool ok = rc == 0;
-  for (size_t i = 0; ok && i < n; i++) ok = serve_output(s, (void *)reqs[i]);
+  for (size_t i = 0; ok && i < n; i++) ok = serve_output(s, reqs[i]);
   if (ok) mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
   for (size_t i = 0; i < n; i++)
-    protobuf_c_message_free_unpacked(reqs[i], NULL);
+    protobuf_c_message_free_unpacked(&reqs[i]->base, NULL);
   free(reqs);
 }
 
@@ -535,18 +547,21 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  mrpc_method_handler h[M_COUNT];
-  memset(h, 0, sizeof h);
-  h[M_OUTPUT].blocking = blk_streaming_output;
-  h[M_INPUT].blocking = blk_streaming_input;
-  h[M_HALF].blocking = blk_half_duplex;
+  /* One handler table for the whole service; kept by pointer, so static.
+   * CacheableUnaryCall and UnimplementedCall stay empty: UNIMPLEMENTED. */
+  static Grpc__Testing__TestService_MrpcHandlers h;
+  h.streaming_output_call_blocking = blk_streaming_output_call;
+  h.streaming_input_call_blocking = blk_streaming_input_call;
+  h.half_duplex_call_blocking = blk_half_duplex_call;
   if (blocking) {
-    h[M_EMPTY].blocking = h[M_UNARY].blocking = blk_unary;
-    h[M_FULL].blocking = blk_full_duplex;
+    h.empty_call_blocking = blk_empty_call;
+    h.unary_call_blocking = blk_unary_call;
+    h.full_duplex_call_blocking = blk_full_duplex_call;
   } else {
-    h[M_EMPTY].event = h[M_UNARY].event = h[M_FULL].event = ev_handler;
+    h.empty_call = ev_empty_call;
+    h.unary_call = ev_unary_call;
+    h.full_duplex_call = ev_full_duplex_call;
   }
-  /* h[M_CACHEABLE] and h[M_UNIMPLEMENTED] stay empty: UNIMPLEMENTED. */
 
   mrpc_server_opts opts;
   mrpc_server_opts_init(&opts);
@@ -556,7 +571,7 @@ int main(int argc, char **argv) {
   int bound = 0, rc;
   snprintf(addr, sizeof addr, ":%ld", port);
   if ((rc = mrpc_server_new(&opts, &srv)) != 0 ||
-      (rc = mrpc_server_add_service(srv, &k_service, h)) != 0 ||
+      (rc = TS(mrpc_register)(srv, &h)) != 0 ||
       (rc = mrpc_server_listen(srv, addr, &bound)) != 0 ||
       (rc = mrpc_server_start(srv)) != 0) {
     fprintf(stderr, "interop_server: %s\n", mrpc_strerror(rc));
