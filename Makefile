@@ -6,6 +6,8 @@
 # build/minirpc.pc is for reference; `make install` writes the .pc with the
 # PREFIX it is given.
 
+.DEFAULT_GOAL := all
+
 BUILD   ?= build
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
