@@ -122,9 +122,10 @@ test-tsan:
 	for t in build-tsan/tests/test_* build-tsan/tests/e2e_*; do \
 	    TSAN_OPTIONS=halt_on_error=1 $$t || exit 1; done
 
-install: lib
+install: lib $(BUILD)/bin/protoc-gen-minirpc
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/minirpc \
-	           $(DESTDIR)$(LIBDIR)/pkgconfig
+	           $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/bin/protoc-gen-minirpc $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libminirpc.so.0.1.0
 	ln -sf libminirpc.so.0.1.0 $(DESTDIR)$(LIBDIR)/libminirpc.so.0
@@ -137,6 +138,7 @@ install: lib
 uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/minirpc
 	rm -f $(DESTDIR)$(LIBDIR)/libminirpc.* $(DESTDIR)$(LIBDIR)/pkgconfig/minirpc.pc
+	rm -f $(DESTDIR)$(PREFIX)/bin/protoc-gen-minirpc
 
 clean:
 	rm -rf build build-asan build-tsan

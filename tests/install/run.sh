@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs the library into a scratch prefix and builds a program against it
-# the way a user would: headers, minirpc.pc, then links shared and static.
+# the way a user would: the installed plugin generates the stubs, then the
+# headers and minirpc.pc build it, linked shared and static.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 make -s install BUILD="${1:-build}" PREFIX="$tmp/prefix" >/dev/null
 export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
-protoc-c --c_out="$tmp" -Itests/install tests/install/ping.proto
-src=(tests/install/consumer.c "$tmp/ping.pb-c.c")
+# The installed plugin, beside protoc-c's output.
+protoc --c_out="$tmp" --minirpc_out="$tmp" \
+  --plugin=protoc-gen-minirpc="$tmp/prefix/bin/protoc-gen-minirpc" \
+  -Itests/install tests/install/ping.proto
+src=(tests/install/consumer.c "$tmp/ping.pb-c.c" "$tmp/ping.mrpc.c")
 cc -Wall -Wextra -Werror -I"$tmp" "${src[@]}" -o "$tmp/shared" \
   $(pkg-config --cflags --libs minirpc) -Wl,-rpath,"$tmp/prefix/lib"
 cc -Wall -Wextra -Werror -I"$tmp" "${src[@]}" -o "$tmp/static" \
