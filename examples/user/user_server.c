@@ -1,0 +1,702 @@
+/* user_server: the tutorial's UserService (user.proto) on libminirpc.
+ *
+ *   user_server [--listen HOST:PORT] [--db FILE] [--suspend ID[,ID...]]
+ *               [--grace-ms N] [--io-threads N] [--quiet]
+ *
+ * Behaviour is the tutorial's Go server with its "advanced error handling"
+ * (see README.md for the details and every error case):
+ *   CreateUser, GetUser, ListUsers    event-driven handlers (I/O thread)
+ *   StreamUsers, CreateBatchUsers,
+ *   ChatWithUsers                     blocking handlers (worker threads)
+ * all registered through the generated handler table
+ * (User__UserService_MrpcHandlers, user__user_service__mrpc_register).
+ *
+ * One line per call on stderr (unless --quiet).  SIGINT / SIGTERM shut the
+ * server down gracefully: calls in flight get --grace-ms (default 2000) to
+ * finish, then are cancelled; the exit status is then 0.
+ * SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <minirpc/minirpc.h>
+
+#include "user.mrpc.h"
+#include "user.pb-c.h"
+#include "user_store.h"
+
+#define DEFAULT_LISTEN "0.0.0.0:50051"
+#define DEFAULT_PAGE_LIMIT 10 /* ListUsers with limit 0 */
+#define MAX_PAGE_LIMIT 1000   /* larger limits are INVALID_ARGUMENT */
+#define CANCEL_POLL_MS 50     /* StreamUsers checks for cancellation this often */
+
+/* What every handler gets as its user pointer. */
+typedef struct app {
+  user_store *store;
+  bool quiet;
+} app;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One log line per call: method, peer, outcome, detail, duration.  Built in
+ * one buffer and written with one write(2) so lines from concurrent calls
+ * never interleave. */
+static void log_call(const app *a, mrpc_call *call, const char *method,
+                     double t0, mrpc_status_code code, const char *fmt, ...) {
+  if (a->quiet) return;
+  char detail[512] = "";
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    /* Names come from clients: no control characters in the log. */
+    for (char *p = detail; *p; p++)
+      if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+  }
+  char line[1024];
+  int n = snprintf(line, sizeof line, "user_server: %s %s -> %s%s%s%s (%.1f ms)\n",
+                   method, call ? mrpc_call_peer(call) : "?",
+                   mrpc_status_code_name(code), *detail ? " (" : "", detail,
+                   *detail ? ")" : "", (now_s() - t0) * 1e3);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof line) {
+    n = sizeof line - 1;
+    line[n - 1] = '\n';
+  }
+  ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+  (void)w;
+}
+
+static void say(const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n > sizeof line - 2) n = sizeof line - 2;
+  line[n++] = '\n';
+  ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+  (void)w;
+}
+
+/* A store record as a User message.  The message borrows the record's
+ * strings: keep r alive while u is used. */
+static void user_to_pb(const user_record *r, User__User *u) {
+  user__user__init(u);
+  u->id = r->id;
+  u->name = r->name;
+  u->email = r->email;
+  u->age = r->age;
+  u->n_hobbies = r->n_hobbies;
+  u->hobbies = r->hobbies;
+  u->status = (User__UserStatus)r->status;
+}
+
+static const char *status_name(int status) {
+  switch (status) {
+  case USER_STATUS_INACTIVE: return "INACTIVE";
+  case USER_STATUS_ACTIVE: return "ACTIVE";
+  case USER_STATUS_SUSPENDED: return "SUSPENDED";
+  default: return "?";
+  }
+}
+
+/* The status for a store failure; the reason goes to the log. */
+static mrpc_status_code store_code(const app *a, int rc, char *msg,
+                                   size_t len) {
+  switch (rc) {
+  case USER_STORE_FULL:
+    snprintf(msg, len, "no more user ids");
+    return MRPC_STATUS_RESOURCE_EXHAUSTED;
+  case USER_STORE_NOMEM:
+    snprintf(msg, len, "out of memory");
+    return MRPC_STATUS_RESOURCE_EXHAUSTED;
+  case USER_STORE_DB: {
+    char why[256];
+    user_store_last_error(a->store, why, sizeof why);
+    say("user_server: database error: %s", why);
+    snprintf(msg, len, "database error");
+    return MRPC_STATUS_INTERNAL;
+  }
+  default:
+    snprintf(msg, len, "%s", user_store_strerror(rc));
+    return MRPC_STATUS_INTERNAL;
+  }
+}
+
+/* The status of a send that failed: CLOSED means the call is already over
+ * (cancelled, deadline), anything else is our fault. */
+static mrpc_status_code send_code(int rc) {
+  if (rc == MRPC_ERR_CLOSED) return MRPC_STATUS_CANCELLED;
+  if (rc == MRPC_ERR_TOO_LARGE || rc == MRPC_ERR_NOMEM)
+    return MRPC_STATUS_RESOURCE_EXHAUSTED;
+  return MRPC_STATUS_INTERNAL;
+}
+
+/* CreateUser's checks (the tutorial's, plus a negative age).  Returns OK or
+ * INVALID_ARGUMENT with the reason in why. */
+static mrpc_status_code check_create(const User__CreateUserRequest *req,
+                                     char *why, size_t len) {
+  if (!req->name || !*req->name) {
+    snprintf(why, len, "name is required");
+    return MRPC_STATUS_INVALID_ARGUMENT;
+  }
+  if (!req->email || !*req->email) {
+    snprintf(why, len, "email is required");
+    return MRPC_STATUS_INVALID_ARGUMENT;
+  }
+  if (req->age < 0) {
+    snprintf(why, len, "age must not be negative: %d", (int)req->age);
+    return MRPC_STATUS_INVALID_ARGUMENT;
+  }
+  return MRPC_STATUS_OK;
+}
+
+/* Validates and stores one user: the step CreateUser, CreateBatchUsers and
+ * ChatWithUsers share.  Returns OK and *out, or the status to end the call
+ * with and the reason in why. */
+static mrpc_status_code create_one(const app *a,
+                                   const User__CreateUserRequest *req,
+                                   user_record *out, char *why, size_t len) {
+  mrpc_status_code code = check_create(req, why, len);
+  if (code != MRPC_STATUS_OK) return code;
+  int rc = user_store_create(a->store, req->name, req->email, req->age,
+                             req->n_hobbies, req->hobbies, out);
+  return rc ? store_code(a, rc, why, len) : MRPC_STATUS_OK;
+}
+
+/* ---- unary: event-driven handlers on the I/O thread ---------------------
+ * Each answers at once: the typed send, then mrpc_call_finish.  The store is
+ * quick (memory, or an SQLite commit without fsync in WAL mode), so the I/O
+ * thread is never held for long. */
+
+static void on_create_user(mrpc_call *call, const User__CreateUserRequest *req,
+                           void *user) {
+  const app *a = user;
+  double t0 = now_s();
+  char why[256];
+  user_record r;
+  mrpc_status_code code = create_one(a, req, &r, why, sizeof why);
+  if (code != MRPC_STATUS_OK) {
+    mrpc_call_finish(call, code, why, NULL, 0);
+    log_call(a, call, "CreateUser", t0, code, "%s", why);
+    return;
+  }
+  /* Allocated, not a fixed buffer: cutting a long name could split a UTF-8
+   * sequence, and proto3 strings must be valid UTF-8. */
+  char *msg = NULL;
+  if (asprintf(&msg, "user %s created", r.name) < 0) msg = NULL;
+  User__User u;
+  user_to_pb(&r, &u);
+  User__CreateUserResponse resp = USER__CREATE_USER_RESPONSE__INIT;
+  resp.user = &u;
+  resp.message = msg ? msg : "user created";
+  int rc = user__user_service__create_user__send_response(call, &resp);
+  free(msg);
+  code = rc ? send_code(rc) : MRPC_STATUS_OK;
+  mrpc_call_finish(call, code, rc ? mrpc_strerror(rc) : NULL, NULL, 0);
+  log_call(a, call, "CreateUser", t0, code, "id=%d name=\"%s\" %s", r.id,
+           r.name, status_name(r.status));
+  user_record_clear(&r);
+}
+
+static void on_get_user(mrpc_call *call, const User__GetUserRequest *req,
+                        void *user) {
+  const app *a = user;
+  double t0 = now_s();
+  char why[256];
+  mrpc_status_code code;
+  user_record r;
+  int rc = req->id <= 0 ? USER_STORE_INVAL : user_store_get(a->store, req->id,
+                                                            &r);
+  if (rc == USER_STORE_INVAL) {
+    code = MRPC_STATUS_INVALID_ARGUMENT;
+    snprintf(why, sizeof why, "invalid user id: %d", (int)req->id);
+  } else if (rc == USER_STORE_NOT_FOUND) {
+    code = MRPC_STATUS_NOT_FOUND;
+    snprintf(why, sizeof why, "user not found: %d", (int)req->id);
+  } else if (rc) {
+    code = store_code(a, rc, why, sizeof why);
+  } else if (r.status == USER_STATUS_SUSPENDED) {
+    code = MRPC_STATUS_PERMISSION_DENIED;
+    snprintf(why, sizeof why, "user is suspended: %d", (int)req->id);
+    user_record_clear(&r);
+  } else {
+    User__User u;
+    user_to_pb(&r, &u);
+    rc = user__user_service__get_user__send_response(call, &u);
+    code = rc ? send_code(rc) : MRPC_STATUS_OK;
+    snprintf(why, sizeof why, "%s", rc ? mrpc_strerror(rc) : "");
+    mrpc_call_finish(call, code, rc ? why : NULL, NULL, 0);
+    log_call(a, call, "GetUser", t0, code, "id=%d%s%s", (int)req->id,
+             rc ? " " : "", why);
+    user_record_clear(&r);
+    return;
+  }
+  mrpc_call_finish(call, code, why, NULL, 0);
+  log_call(a, call, "GetUser", t0, code, "%s", why);
+}
+
+static void on_list_users(mrpc_call *call, const User__ListUsersRequest *req,
+                          void *user) {
+  const app *a = user;
+  double t0 = now_s();
+  char why[256];
+  mrpc_status_code code = MRPC_STATUS_OK;
+  int32_t limit = req->limit ? req->limit : DEFAULT_PAGE_LIMIT;
+  if (req->page < 0) {
+    code = MRPC_STATUS_INVALID_ARGUMENT;
+    snprintf(why, sizeof why, "page must not be negative: %d", (int)req->page);
+  } else if (limit < 0 || limit > MAX_PAGE_LIMIT) {
+    code = MRPC_STATUS_INVALID_ARGUMENT;
+    snprintf(why, sizeof why, "limit must be 0..%d: %d", MAX_PAGE_LIMIT,
+             (int)req->limit);
+  }
+  if (code != MRPC_STATUS_OK) {
+    mrpc_call_finish(call, code, why, NULL, 0);
+    log_call(a, call, "ListUsers", t0, code, "%s", why);
+    return;
+  }
+  user_record *recs = NULL;
+  size_t n = 0;
+  int64_t total = 0;
+  int rc = user_store_list(a->store, (int64_t)req->page * limit, limit, &recs,
+                           &n, &total);
+  if (rc) {
+    code = store_code(a, rc, why, sizeof why);
+    mrpc_call_finish(call, code, why, NULL, 0);
+    log_call(a, call, "ListUsers", t0, code, "%s", why);
+    return;
+  }
+  User__User *users = n ? calloc(n, sizeof *users) : NULL;
+  User__User **ptrs = n ? calloc(n, sizeof *ptrs) : NULL;
+  if (n && (!users || !ptrs)) {
+    code = MRPC_STATUS_RESOURCE_EXHAUSTED;
+    mrpc_call_finish(call, code, "out of memory", NULL, 0);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      user_to_pb(&recs[i], &users[i]);
+      ptrs[i] = &users[i];
+    }
+    User__ListUsersResponse resp = USER__LIST_USERS_RESPONSE__INIT;
+    resp.n_users = n;
+    resp.users = ptrs;
+    resp.total = total > INT32_MAX ? INT32_MAX : (int32_t)total;
+    resp.page = req->page;
+    rc = user__user_service__list_users__send_response(call, &resp);
+    code = rc ? send_code(rc) : MRPC_STATUS_OK;
+    mrpc_call_finish(call, code, rc ? mrpc_strerror(rc) : NULL, NULL, 0);
+  }
+  log_call(a, call, "ListUsers", t0, code, "page=%d limit=%d: %zu of %lld",
+           (int)req->page, (int)limit, n, (long long)total);
+  free(users);
+  free(ptrs);
+  user_records_free(recs, n);
+}
+
+/* ---- streams: blocking handlers on worker threads ----------------------- */
+
+/* Sleeps ms milliseconds in CANCEL_POLL_MS slices; returns false as soon as
+ * the call is cancelled (client cancel, deadline, connection lost, or the
+ * server's shutdown grace running out). */
+static bool wait_unless_cancelled(mrpc_call *call, int64_t ms) {
+  struct timespec end;
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  end.tv_sec += ms / 1000;
+  end.tv_nsec += (ms % 1000) * 1000000L;
+  if (end.tv_nsec >= 1000000000L) {
+    end.tv_sec++;
+    end.tv_nsec -= 1000000000L;
+  }
+  for (;;) {
+    if (mrpc_call_is_cancelled(call)) return false;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t left = (int64_t)(end.tv_sec - now.tv_sec) * 1000 +
+                   (end.tv_nsec - now.tv_nsec) / 1000000L;
+    if (left <= 0) return !mrpc_call_is_cancelled(call);
+    int64_t step = left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS;
+    struct timespec d = {(time_t)(step / 1000), (long)(step % 1000) * 1000000L};
+    while (nanosleep(&d, &d) != 0 && errno == EINTR) {
+    }
+  }
+}
+
+/* Whether the call's deadline has passed (the reason it was cancelled). */
+static bool deadline_passed(const mrpc_call *call) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000L;
+  return mrpc_call_deadline_ms(call) <= now_ms;
+}
+
+/* StreamUsers: every user that existed when the call began, in id order,
+ * delay_seconds apart (no wait before the first or after the last).  Read
+ * from the store a page at a time, so memory stays bounded. */
+static void stream_users(mrpc_stream *s, const User__StreamUsersRequest *req,
+                         void *user) {
+  const app *a = user;
+  mrpc_call *call = mrpc_stream_call(s);
+  double t0 = now_s();
+  char why[256];
+  if (req->delay_seconds < 0) {
+    snprintf(why, sizeof why, "delay_seconds must not be negative: %d",
+             (int)req->delay_seconds);
+    mrpc_stream_set_status(s, MRPC_STATUS_INVALID_ARGUMENT, why, NULL, 0);
+    log_call(a, call, "StreamUsers", t0, MRPC_STATUS_INVALID_ARGUMENT, "%s",
+             why);
+    return;
+  }
+  enum { CHUNK = 64 };
+  int64_t total = -1, sent = 0;
+  mrpc_status_code code = MRPC_STATUS_OK;
+  why[0] = '\0';
+  while (code == MRPC_STATUS_OK && (total < 0 || sent < total)) {
+    user_record *recs = NULL;
+    size_t n = 0;
+    int64_t now_total;
+    int rc = user_store_list(a->store, sent, CHUNK, &recs, &n, &now_total);
+    if (rc) {
+      code = store_code(a, rc, why, sizeof why);
+      break;
+    }
+    if (total < 0) total = now_total; /* the snapshot: users at the start */
+    if (n == 0) break;
+    for (size_t i = 0; i < n && sent < total; i++) {
+      if (sent > 0 && req->delay_seconds > 0 &&
+          !wait_unless_cancelled(call, (int64_t)req->delay_seconds * 1000)) {
+        code = deadline_passed(call) ? MRPC_STATUS_DEADLINE_EXCEEDED
+                                     : MRPC_STATUS_CANCELLED;
+        break;
+      }
+      User__User u;
+      user_to_pb(&recs[i], &u);
+      rc = user__user_service__stream_users__stream_send_response(s, &u);
+      if (rc) {
+        code = send_code(rc);
+        snprintf(why, sizeof why, "send: %s", mrpc_strerror(rc));
+        break;
+      }
+      sent++;
+    }
+    user_records_free(recs, n);
+  }
+  if (code == MRPC_STATUS_CANCELLED) snprintf(why, sizeof why, "cancelled");
+  if (code == MRPC_STATUS_DEADLINE_EXCEEDED)
+    snprintf(why, sizeof why, "deadline passed");
+  mrpc_stream_set_status(s, code, code == MRPC_STATUS_OK ? NULL : why, NULL, 0);
+  log_call(a, call, "StreamUsers", t0, code, "sent %lld of %lld users%s%s",
+           (long long)sent, (long long)(total < 0 ? 0 : total),
+           *why ? ", " : "", why);
+}
+
+/* CreateBatchUsers: creates each user as it arrives; at the end of the
+ * client's stream answers "N users created".  A bad item ends the call with
+ * INVALID_ARGUMENT (the users before it stay created, as in the tutorial). */
+static void create_batch_users(mrpc_stream *s, void *user) {
+  const app *a = user;
+  mrpc_call *call = mrpc_stream_call(s);
+  double t0 = now_s();
+  char why[320];
+  int count = 0;
+  for (;;) {
+    User__CreateUserRequest *req = NULL;
+    int rc = user__user_service__create_batch_users__stream_recv_request(s,
+                                                                         &req);
+    if (rc == 0) break;
+    if (rc < 0) {
+      mrpc_stream_set_status(s, MRPC_STATUS_CANCELLED, "cancelled", NULL, 0);
+      log_call(a, call, "CreateBatchUsers", t0, MRPC_STATUS_CANCELLED,
+               "after %d users created", count);
+      return;
+    }
+    user_record r;
+    char item_why[200];
+    mrpc_status_code code = create_one(a, req, &r, item_why, sizeof item_why);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (code != MRPC_STATUS_OK) {
+      snprintf(why, sizeof why, "user %d of the batch: %s (%d created before it)",
+               count + 1, item_why, count);
+      mrpc_stream_set_status(s, code, why, NULL, 0);
+      log_call(a, call, "CreateBatchUsers", t0, code, "%s", why);
+      return;
+    }
+    user_record_clear(&r);
+    count++;
+  }
+  char msg[64];
+  snprintf(msg, sizeof msg, "%d user%s created", count, count == 1 ? "" : "s");
+  User__CreateUserResponse resp = USER__CREATE_USER_RESPONSE__INIT;
+  resp.message = msg;
+  int rc = user__user_service__create_batch_users__stream_send_response(s,
+                                                                        &resp);
+  mrpc_status_code code = rc ? send_code(rc) : MRPC_STATUS_OK;
+  mrpc_stream_set_status(s, code, rc ? mrpc_strerror(rc) : NULL, NULL, 0);
+  log_call(a, call, "CreateBatchUsers", t0, code, "%s", msg);
+}
+
+/* ChatWithUsers: each request is answered with the created user before the
+ * next one is read.  A bad item ends the call with INVALID_ARGUMENT. */
+static void chat_with_users(mrpc_stream *s, void *user) {
+  const app *a = user;
+  mrpc_call *call = mrpc_stream_call(s);
+  double t0 = now_s();
+  char why[256] = "";
+  int count = 0;
+  mrpc_status_code code = MRPC_STATUS_OK;
+  for (;;) {
+    User__CreateUserRequest *req = NULL;
+    int rc = user__user_service__chat_with_users__stream_recv_request(s, &req);
+    if (rc == 0) break;
+    if (rc < 0) {
+      code = MRPC_STATUS_CANCELLED;
+      snprintf(why, sizeof why, "cancelled");
+      break;
+    }
+    user_record r;
+    char item_why[200];
+    code = create_one(a, req, &r, item_why, sizeof item_why);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (code != MRPC_STATUS_OK) {
+      snprintf(why, sizeof why, "message %d: %s", count + 1, item_why);
+      break;
+    }
+    User__User u;
+    user_to_pb(&r, &u);
+    rc = user__user_service__chat_with_users__stream_send_response(s, &u);
+    user_record_clear(&r);
+    if (rc) {
+      code = send_code(rc);
+      snprintf(why, sizeof why, "send: %s", mrpc_strerror(rc));
+      break;
+    }
+    count++;
+  }
+  mrpc_stream_set_status(s, code, code == MRPC_STATUS_OK ? NULL : why, NULL, 0);
+  log_call(a, call, "ChatWithUsers", t0, code, "%d user%s created%s%s", count,
+           count == 1 ? "" : "s", *why ? ", " : "", why);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: user_server [--listen HOST:PORT] [--db FILE]\n"
+          "                   [--suspend ID[,ID...]] [--grace-ms N]\n"
+          "                   [--io-threads N] [--quiet]\n"
+          "  --listen HOST:PORT  address to serve on (default %s;\n"
+          "                      port 0 picks a free one, printed at start)\n"
+          "  --db FILE           keep users in this SQLite file (default: in\n"
+          "                      memory, lost at exit)\n"
+          "  --suspend IDS       mark these user ids SUSPENDED (existing users\n"
+          "                      now, and users created later with those ids);\n"
+          "                      GetUser then answers PERMISSION_DENIED\n"
+          "  --grace-ms N        shutdown grace for calls in flight (2000)\n"
+          "  --io-threads N      I/O threads (default: one per core)\n"
+          "  --quiet             no per-call log lines\n",
+          DEFAULT_LISTEN);
+}
+
+static bool parse_int(const char *s, long min, long max, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+/* "--opt VALUE" or "--opt=VALUE". */
+static const char *opt_value(int argc, char **argv, int *i, const char *name) {
+  size_t len = strlen(name);
+  if (strncmp(argv[*i], name, len) != 0) return NULL;
+  if (argv[*i][len] == '=') return argv[*i] + len + 1;
+  if (argv[*i][len] != '\0') return NULL;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "user_server: %s needs a value\n", name);
+    exit(2);
+  }
+  return argv[++*i];
+}
+
+/* Applies "--suspend 2,5": returns false on a malformed list. */
+static bool apply_suspend(user_store *store, const char *list) {
+  char *copy = strdup(list);
+  if (!copy) return false;
+  bool ok = true;
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
+    long id;
+    if (!parse_int(tok, 1, INT32_MAX, &id)) {
+      fprintf(stderr, "user_server: --suspend: bad user id \"%s\"\n", tok);
+      ok = false;
+      break;
+    }
+    int rc = user_store_suspend(store, (int32_t)id);
+    if (rc == USER_STORE_OK) {
+      say("user_server: user %ld suspended", id);
+    } else if (rc == USER_STORE_NOT_FOUND) {
+      say("user_server: user %ld does not exist yet: it will be created "
+          "suspended", id);
+    } else {
+      char why[256];
+      user_store_last_error(store, why, sizeof why);
+      fprintf(stderr, "user_server: --suspend %ld: %s %s\n", id,
+              user_store_strerror(rc), why);
+      ok = false;
+      break;
+    }
+  }
+  free(copy);
+  return ok;
+}
+
+int main(int argc, char **argv) {
+  const char *listen_addr = DEFAULT_LISTEN, *db = NULL;
+  const char *suspend[64];
+  int n_suspend = 0;
+  long grace_ms = 2000, io_threads = 0;
+  bool quiet = false;
+
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(argv[i], "--quiet")) {
+      quiet = true;
+    } else if ((v = opt_value(argc, argv, &i, "--listen"))) {
+      listen_addr = v;
+    } else if ((v = opt_value(argc, argv, &i, "--db"))) {
+      db = v;
+    } else if ((v = opt_value(argc, argv, &i, "--suspend"))) {
+      if (n_suspend == (int)(sizeof suspend / sizeof suspend[0])) {
+        fprintf(stderr, "user_server: too many --suspend options\n");
+        return 2;
+      }
+      suspend[n_suspend++] = v;
+    } else if ((v = opt_value(argc, argv, &i, "--grace-ms"))) {
+      if (!parse_int(v, 0, 3600 * 1000, &grace_ms)) {
+        fprintf(stderr, "user_server: bad --grace-ms \"%s\"\n", v);
+        return 2;
+      }
+    } else if ((v = opt_value(argc, argv, &i, "--io-threads"))) {
+      if (!parse_int(v, 0, 1024, &io_threads)) {
+        fprintf(stderr, "user_server: bad --io-threads \"%s\"\n", v);
+        return 2;
+      }
+    } else {
+      fprintf(stderr, "user_server: unknown argument \"%s\"\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+  }
+
+  /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread
+   * exists so every thread inherits the mask.  A peer that goes away must
+   * not kill us with SIGPIPE. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  app a = {.quiet = quiet};
+  char err[300];
+  int rc = user_store_open(db, &a.store, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "user_server: cannot open the store: %s%s%s\n",
+            user_store_strerror(rc), *err ? ": " : "", err);
+    return 1;
+  }
+  for (int i = 0; i < n_suspend; i++) {
+    if (!apply_suspend(a.store, suspend[i])) {
+      user_store_close(a.store);
+      return 2;
+    }
+  }
+
+  /* The generated handler table: event handlers for the unary methods,
+   * blocking ones for the three streams.  Static: it must outlive the
+   * server. */
+  static User__UserService_MrpcHandlers handlers = {
+      .create_user = on_create_user,
+      .get_user = on_get_user,
+      .list_users = on_list_users,
+      .stream_users_blocking = stream_users,
+      .create_batch_users_blocking = create_batch_users,
+      .chat_with_users_blocking = chat_with_users,
+  };
+  handlers.user = &a;
+
+  mrpc_server_opts opts;
+  mrpc_server_opts_init(&opts);
+  opts.io_threads = (int)io_threads;
+  mrpc_server *srv = NULL;
+  int port = 0;
+  if ((rc = mrpc_server_new(&opts, &srv)) != 0 ||
+      (rc = user__user_service__mrpc_register(srv, &handlers)) != 0) {
+    fprintf(stderr, "user_server: server setup: %s\n", mrpc_strerror(rc));
+    mrpc_server_del(srv);
+    user_store_close(a.store);
+    return 1;
+  }
+  if ((rc = mrpc_server_listen(srv, listen_addr, &port)) != 0) {
+    fprintf(stderr, "user_server: cannot listen on %s: %s%s%s\n", listen_addr,
+            mrpc_strerror(rc), rc == MRPC_ERR_IO ? ": " : "",
+            rc == MRPC_ERR_IO ? strerror(errno) : "");
+    mrpc_server_del(srv);
+    user_store_close(a.store);
+    return 1;
+  }
+  if ((rc = mrpc_server_start(srv)) != 0) {
+    fprintf(stderr, "user_server: start: %s\n", mrpc_strerror(rc));
+    mrpc_server_del(srv);
+    user_store_close(a.store);
+    return 1;
+  }
+
+  /* "listening on HOST:PORT" with the real port (tests wait for it). */
+  char where[300];
+  const char *colon = strrchr(listen_addr, ':');
+  if (strncmp(listen_addr, "unix:", 5) == 0 || !colon)
+    snprintf(where, sizeof where, "%s", listen_addr);
+  else
+    snprintf(where, sizeof where, "%.*s:%d", (int)(colon - listen_addr),
+             listen_addr, port);
+  int64_t users = 0;
+  user_record *none = NULL;
+  size_t n0 = 0;
+  user_store_list(a.store, 0, 0, &none, &n0, &users);
+  say("user_server: listening on %s (%s%s, %lld users)", where,
+      db ? "SQLite " : "in memory", db ? db : "", (long long)users);
+
+  int sig = 0;
+  while (sigwait(&sigs, &sig) != 0) {
+  }
+  say("user_server: %s: shutting down (grace %ld ms)",
+      sig == SIGINT ? "SIGINT" : "SIGTERM", grace_ms);
+  mrpc_server_shutdown(srv, (int)grace_ms);
+  mrpc_server_del(srv);
+  user_store_close(a.store);
+  say("user_server: stopped");
+  return 0;
+}
