@@ -8,6 +8,7 @@
 #include "server_int.h"
 #include "status.h"
 #include "timeout.h"
+#include "tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   call->t_start_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  pthread_mutex_init(&call->ic_mu, NULL);
   mrpc__deframer_init(&call->df, cfg->max_recv, cfg->alloc);
   return call;
 }
@@ -69,6 +71,8 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
   mrpc__free(a, call->ics);
+  mrpc__tls_peer_unref(call->tls_peer);
+  pthread_mutex_destroy(&call->ic_mu);
   mrpc__free(a, call);
 }
 
@@ -399,7 +403,7 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
   }
   call->n_recv++;
   atomic_fetch_add(&call->bytes_in, wire_len + MRPC__FRAME_HDR_LEN);
-  if (call->n_ics) {
+  if (call->n_ics && !call->ic_ended) { /* call_data is gone after on_end */
     char *m;
     mrpc_status_code rc = mrpc__ic_recv(call, &pm, &m);
     if (rc != MRPC_STATUS_OK) {
@@ -863,23 +867,17 @@ static int pack_compressed(mrpc_call *call, const ProtobufCMessage *msg,
   return 0;
 }
 
-int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
-  if (!call || !msg) return MRPC_ERR_INVAL;
-  if (call->n_ics && !atomic_load(&call->done)) {
-    char *why;
-    mrpc_status_code rc = mrpc__ic_send(call, &msg, &why);
-    if (rc != MRPC_STATUS_OK) {
-      call_op op = {.call = call, .kind = OP_FAIL, .code = rc, .msg = why};
-      if (!why) op.msg = strdup("message refused by an interceptor");
-      op_submit(&op);
-      return MRPC_ERR_CLOSED;
-    }
-    if (!msg) return MRPC_ERR_INVAL;
-  }
+/* Checks msg against the call's state and packs it into a framed chunk
+ * (counted as queued).  Returns 0 and *out, or an MRPC_ERR_*. */
+static int send_pack(mrpc_call *call, const ProtobufCMessage *msg,
+                     mrpc__chunk **out) {
   const mrpc_method *m = call->method;
   const ProtobufCMessageDescriptor *d = call->is_server ? m->response
                                                         : m->request;
-  if (msg->descriptor != d) return MRPC_ERR_SERIALIZE;
+  if (msg->descriptor != d) {
+    if (call->is_server) atomic_fetch_or(&call->faults, MRPC_FAULT_SERIALIZE);
+    return MRPC_ERR_SERIALIZE;
+  }
   if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
   if (call->is_server) {
     if (call->finishing) return MRPC_ERR_STATE;
@@ -913,6 +911,52 @@ int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
   call->n_sent++;
   atomic_fetch_add(&call->queued, c->len);
   atomic_fetch_add(&call->bytes_out, c->len);
+  *out = c;
+  return 0;
+}
+
+int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
+  if (!call || !msg) return MRPC_ERR_INVAL;
+  /* A call refused by a start or send hook is over for the application. */
+  if (call->rejected || atomic_load(&call->send_refused)) return MRPC_ERR_CLOSED;
+  mrpc__chunk *c = NULL;
+  int rv;
+  if (!call->n_ics) {
+    rv = send_pack(call, msg, &c);
+  } else {
+    /* The send hooks run, and a replacement message is packed, under ic_mu:
+     * the end hooks (which free call_data) never overlap them. */
+    char *why = NULL;
+    mrpc_status_code rc = MRPC_STATUS_OK;
+    pthread_mutex_lock(&call->ic_mu);
+    if (!call->ic_ended && !atomic_load(&call->done))
+      rc = mrpc__ic_send(call, &msg, &why);
+    if (rc != MRPC_STATUS_OK) {
+      atomic_store(&call->send_refused, 1);
+      rv = MRPC_ERR_CLOSED;
+    } else {
+      rv = msg ? send_pack(call, msg, &c) : MRPC_ERR_INVAL;
+    }
+    pthread_mutex_unlock(&call->ic_mu);
+    if (rc != MRPC_STATUS_OK) {
+      /* Always queued, even on the I/O thread: on_done must not run inside
+       * mrpc_call_send.  send_refused keeps finish / close_send from
+       * overtaking it. */
+      call_op *h = mrpc__malloc(call->alloc, sizeof *h);
+      char *m = why ? why : strdup("message refused by an interceptor");
+      if (!h) {
+        free(m);
+        mrpc_call_cancel(call);
+        return rv;
+      }
+      *h = (call_op){.call = mrpc_call_ref(call), .kind = OP_FAIL, .code = rc,
+                     .msg = m};
+      h->task.fn = op_task;
+      mrpc__loop_post(call->loop, &h->task);
+      return rv;
+    }
+  }
+  if (rv) return rv;
   call_op op = {.call = call, .kind = OP_SEND, .chunk = c};
   return op_submit(&op);
 }
@@ -920,7 +964,9 @@ int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
 int mrpc_call_close_send(mrpc_call *call) {
   if (!call) return MRPC_ERR_INVAL;
   if (call->is_server) return MRPC_ERR_STATE;
-  if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
+  if (atomic_load(&call->done) || call->rejected ||
+      atomic_load(&call->send_refused))
+    return MRPC_ERR_CLOSED;
   if (call->send_closed) return MRPC_ERR_STATE;
   call_op op = {.call = call, .kind = OP_CLOSE_SEND};
   return op_submit(&op);
@@ -964,9 +1010,25 @@ int mrpc_call_add_trailer(mrpc_call *call, const char *key, const void *value,
 int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
                      const char *message, const void *details,
                      size_t details_len) {
-  if (!call || (int)code < 0 || (int)code > 16) return MRPC_ERR_INVAL;
+  if (!call) return MRPC_ERR_INVAL;
+  if ((int)code < 0 || (int)code > 16) {
+    /* A handler bug the call would otherwise never recover from: end it as
+     * a peer would read such a code (UNKNOWN) and say so in the faults. */
+    if (call->is_server && !atomic_load(&call->done) && !call->finishing &&
+        !atomic_load(&call->send_refused)) {
+      char m[64];
+      snprintf(m, sizeof m, "handler finished with invalid status code %d",
+               (int)code);
+      atomic_fetch_or(&call->faults, MRPC_FAULT_BAD_STATUS);
+      call_op op = {.call = call, .kind = OP_FINISH,
+                    .code = MRPC_STATUS_UNKNOWN, .msg = strdup(m)};
+      op_submit(&op);
+    }
+    return MRPC_ERR_INVAL;
+  }
   if (!call->is_server) return MRPC_ERR_STATE;
-  if (atomic_load(&call->done)) return MRPC_ERR_CLOSED;
+  if (atomic_load(&call->done) || atomic_load(&call->send_refused))
+    return MRPC_ERR_CLOSED;
   if (call->finishing) return MRPC_ERR_STATE;
   call_op op = {.call = call, .kind = OP_FINISH, .code = code};
   if (message && !(op.msg = strdup(message))) return MRPC_ERR_NOMEM;
@@ -1039,4 +1101,16 @@ int mrpc_call_set_message_compression(mrpc_call *call, int enabled) {
 
 int mrpc_call_message_compressed(const mrpc_call *call) {
   return call ? call->rx_compressed : 0;
+}
+
+int mrpc_call_is_server(const mrpc_call *call) {
+  return call && call->is_server;
+}
+
+const mrpc_metadata *mrpc_call_outgoing_metadata(const mrpc_call *call) {
+  return call ? call->out_headers : NULL;
+}
+
+unsigned mrpc_call_faults(const mrpc_call *call) {
+  return call ? atomic_load(&((mrpc_call *)call)->faults) : 0;
 }

@@ -11,6 +11,7 @@
 #include "loop.h"
 
 #include <minirpc/call.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 typedef struct mrpc__server_loop mrpc__server_loop;
@@ -98,11 +99,19 @@ struct mrpc_call {
   mrpc_status status;   /* server: status to send; client: final status */
   mrpc__timer deadline_timer;
   char peer[128];
+  /* TLS: the connection's peer identity (tls.c), a reference; set once on
+   * the loop thread when the call joins a connection, read atomically. */
+  struct mrpc__tls_peer *tls_peer;
 
   /* interceptors (interceptor.c) */
   struct mrpc__icall *ics; /* those that started, in chain order */
   size_t n_ics;
+  /* ic_ended is set under ic_mu, which on_send hooks (any thread) run
+   * under, so that no on_send overlaps or follows the end hooks. */
+  pthread_mutex_t ic_mu;
   int ic_ended;
+  atomic_int send_refused; /* an on_send hook refused: the call is ending */
+  atomic_uint faults;      /* MRPC_FAULT_* the library caught (server) */
   int client_started; /* client: past the start hooks, metadata frozen */
   int rejected;       /* client: a start hook refused the call */
   int64_t t_start_ns; /* CLOCK_MONOTONIC */

@@ -11,6 +11,7 @@
 #include "metadata.h"
 #include "status.h"
 #include "stream.h"
+#include "tls.h"
 
 #include <minirpc/channel.h>
 
@@ -53,7 +54,22 @@ struct mrpc_channel {
   size_t n_ics;
   void **ic_old;
   size_t n_ic_old;
+  /* TLS: the name the server certificate must carry (NULL: plaintext),
+   * and why the last connection attempt failed (loop thread). */
+  char *tls_host;
+  char conn_err[384];
 };
+
+/* The host part of an authority "host", "host:port" or "[v6]:port". */
+static char *authority_host(const mrpc_allocator *a, const char *auth) {
+  const char *end;
+  if (auth[0] == '[' && (end = strchr(auth, ']')))
+    return mrpc__strndup(a, auth + 1, (size_t)(end - auth - 1));
+  end = strchr(auth, ':');
+  if (end && !strchr(end + 1, ':'))
+    return mrpc__strndup(a, auth, (size_t)(end - auth));
+  return mrpc__strndup(a, auth, strlen(auth));
+}
 
 void mrpc_channel_opts_init(mrpc_channel_opts *o) {
   memset(o, 0, sizeof *o);
@@ -85,6 +101,9 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
   if (!o.max_recv_message) o.max_recv_message = 4u * 1024 * 1024;
   if (!o.max_send_message) o.max_send_message = SIZE_MAX;
   if (!o.send_queue_limit) o.send_queue_limit = 256 * 1024;
+  if (o.tls && mrpc__tls_creds_is_server(o.tls)) return MRPC_ERR_INVAL;
+  const char *tls_override =
+      o.tls ? mrpc__tls_creds_host_override(o.tls) : NULL;
   mrpc_channel *ch = mrpc__calloc(o.alloc, 1, sizeof *ch);
   if (!ch) return MRPC_ERR_NOMEM;
   ch->opts = o;
@@ -93,7 +112,8 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
     mrpc__free(o.alloc, ch);
     return MRPC_ERR_ADDR;
   }
-  const char *auth = o.authority ? o.authority
+  const char *auth = o.authority      ? o.authority
+                     : tls_override     ? tls_override
                      : ch->target.is_unix ? "localhost"
                                           : target;
   char ua[256];
@@ -101,8 +121,15 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
            o.user_agent ? o.user_agent : "", o.user_agent ? " " : "");
   ch->authority = mrpc__strndup(o.alloc, auth, strlen(auth));
   ch->user_agent = mrpc__strndup(o.alloc, ua, strlen(ua));
-  int rv = ch->authority && ch->user_agent ? mrpc__loop_new(o.alloc, &ch->loop)
-                                           : MRPC_ERR_NOMEM;
+  if (o.tls)
+    ch->tls_host = tls_override ? mrpc__strndup(o.alloc, tls_override,
+                                                strlen(tls_override))
+                   : auth == target ? mrpc__strndup(o.alloc, ch->target.host,
+                                                    strlen(ch->target.host))
+                                    : authority_host(o.alloc, auth);
+  int rv = ch->authority && ch->user_agent && (!o.tls || ch->tls_host)
+               ? mrpc__loop_new(o.alloc, &ch->loop)
+               : MRPC_ERR_NOMEM;
   if (rv == 0 && pthread_create(&ch->thread, NULL, loop_main, ch) != 0) {
     mrpc__loop_del(ch->loop);
     rv = MRPC_ERR_IO;
@@ -110,9 +137,11 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
   if (rv) {
     mrpc__free(o.alloc, ch->authority);
     mrpc__free(o.alloc, ch->user_agent);
+    mrpc__free(o.alloc, ch->tls_host);
     mrpc__free(o.alloc, ch);
     return rv;
   }
+  mrpc_tls_creds_ref(ch->opts.tls);
   pthread_mutex_init(&ch->ic_mu, NULL);
   ch->opts.authority = NULL; /* not kept: copied above */
   ch->opts.user_agent = NULL;
@@ -212,12 +241,16 @@ static void conn_closed(void *owner, mrpc__conn *c) {
   int was_ready = ch->conn_ready;
   ch->conn = NULL;
   ch->conn_ready = 0;
+  if (!was_ready && mrpc__conn_error(c)[0]) /* TLS: say why */
+    snprintf(ch->conn_err, sizeof ch->conn_err, "failed to connect to %s: %s",
+             mrpc__conn_peer(c), mrpc__conn_error(c));
   if (!ch->pending_head) return;
   if (!was_ready && ch->next_addr < ch->n_addrs && !atomic_load(&ch->closing)) {
     connect_next(ch); /* try the next address */
   } else {
     ch->next_addr = 0; /* the next call starts over from the first */
-    fail_pending(ch, MRPC_STATUS_UNAVAILABLE, "failed to connect");
+    fail_pending(ch, MRPC_STATUS_UNAVAILABLE,
+                 ch->conn_err[0] ? ch->conn_err : "failed to connect");
   }
 }
 
@@ -234,6 +267,7 @@ static void connect_timeout(mrpc__timer *t) {
  * the pending calls fail with UNAVAILABLE. */
 static void connect_next(mrpc_channel *ch) {
   if (ch->next_addr == 0) {
+    ch->conn_err[0] = '\0';
     /* getaddrinfo blocks this loop; issue #7 moves it off the loop. */
     ch->n_addrs = mrpc__addr_resolve(&ch->target, 0, ch->addrs, ch->addr_lens,
                                      MAX_ADDRS);
@@ -270,7 +304,7 @@ static void connect_next(mrpc_channel *ch) {
     char peer[128];
     mrpc__addr_format(sa, ch->addr_lens[i], peer, sizeof peer);
     mrpc__conn_cfg cfg = {0, 0, 8192, 16 * ch->opts.send_queue_limit,
-                          ch->alloc};
+                          ch->alloc, ch->opts.tls, ch->tls_host};
     mrpc__conn *c;
     if (mrpc__conn_new(ch->loop, fd, 1, &cfg, peer, &channel_owner, ch, &c) !=
         0)
@@ -490,5 +524,7 @@ void mrpc_channel_del(mrpc_channel *ch) {
   pthread_mutex_destroy(&ch->ic_mu);
   mrpc__free(ch->alloc, ch->authority);
   mrpc__free(ch->alloc, ch->user_agent);
+  mrpc__free(ch->alloc, ch->tls_host);
+  mrpc_tls_creds_unref(ch->opts.tls);
   mrpc__free(ch->alloc, ch);
 }

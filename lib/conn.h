@@ -37,6 +37,9 @@ typedef struct mrpc__conn_cfg {
   uint32_t max_header_list;        /* advertised; enforced on receive */
   size_t queue_limit;              /* pause reading above this (bytes) */
   const mrpc_allocator *alloc;
+  /* TLS credentials (NULL = plaintext h2c); kept alive by the owner. */
+  struct mrpc_tls_creds *tls;
+  const char *tls_host; /* client: name to verify and send as SNI */
 } mrpc__conn_cfg;
 
 /* Wraps a connected (server) or connecting (client) non-blocking socket.
@@ -59,6 +62,9 @@ void mrpc__conn_shutdown(mrpc__conn *c);
 /* 1 once the connection can take no new calls (closing, or GOAWAY). */
 int mrpc__conn_draining(const mrpc__conn *c);
 const char *mrpc__conn_peer(const mrpc__conn *c);
+/* Why the connection failed or closed, when known ("" otherwise): TLS
+ * handshake and record errors, handshake timeout. */
+const char *mrpc__conn_error(const mrpc__conn *c);
 mrpc__loop *mrpc__conn_loop(const mrpc__conn *c);
 size_t mrpc__conn_stream_count(const mrpc__conn *c);
 

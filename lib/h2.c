@@ -5,6 +5,7 @@
 
 #include "alloc.h"
 #include "call.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
@@ -42,14 +43,31 @@ struct mrpc__conn {
   mrpc__timer goaway_timer;
   mrpc_call *calls; /* list through conn_next/conn_prev */
   size_t n_calls;
+  /* TLS (NULL: plaintext h2c; every TLS path hangs off this pointer).
+   * out then holds ciphertext; plain gathers nghttp2's output before it is
+   * encrypted. */
+  mrpc__tls *tls;
+  int tls_ready;  /* handshake over: HTTP/2 bytes may flow */
+  uint8_t *plain;
+  size_t out_cap; /* TLS: allocated size of out */
+  mrpc__timer hs_timer;
+  int hs_timeout_ms;
+  char err[256]; /* why it failed, for the owner (mrpc__conn_error) */
 };
 
 static void conn_io(mrpc__io *io, uint32_t events);
 static void conn_flush(mrpc__conn *c);
+static void tls_flush(mrpc__conn *c);
+static void tls_read(mrpc__conn *c);
+static void tls_goodbye(mrpc__conn *c);
 
 /* ---- call list ---- */
 
 static void link_call(mrpc__conn *c, mrpc_call *call, int32_t sid) {
+  if (c->tls && !call->tls_peer)
+    __atomic_store_n(&call->tls_peer,
+                     mrpc__tls_peer_ref(mrpc__tls_peer_of(c->tls)),
+                     __ATOMIC_RELEASE);
   call->conn = c;
   call->stream_id = sid;
   call->conn_prev = NULL;
@@ -289,6 +307,7 @@ int mrpc__conn_draining(const mrpc__conn *c) {
   return c->closed || c->draining;
 }
 const char *mrpc__conn_peer(const mrpc__conn *c) { return c->peer; }
+const char *mrpc__conn_error(const mrpc__conn *c) { return c->err; }
 mrpc__loop *mrpc__conn_loop(const mrpc__conn *c) { return c->loop; }
 size_t mrpc__conn_stream_count(const mrpc__conn *c) { return c->n_calls; }
 
@@ -297,6 +316,8 @@ size_t mrpc__conn_stream_count(const mrpc__conn *c) { return c->n_calls; }
 static void free_task(mrpc__task *t, int cancelled) {
   (void)cancelled;
   mrpc__conn *c = (mrpc__conn *)((char *)t - offsetof(mrpc__conn, free_task));
+  mrpc__tls_free(c->tls);
+  mrpc__free(c->cfg.alloc, c->plain);
   mrpc__free(c->cfg.alloc, c->out);
   mrpc__free(c->cfg.alloc, c);
 }
@@ -306,6 +327,7 @@ void mrpc__conn_close(mrpc__conn *c) {
   c->closed = 1;
   mrpc__timer_stop(c->loop, &c->goaway_timer);
   mrpc__io_stop(c->loop, &c->io);
+  if (c->tls) tls_goodbye(c);
   close(c->io.fd);
   c->io.fd = -1;
   while (c->calls) {
@@ -364,9 +386,28 @@ static void update_interest(mrpc__conn *c) {
   mrpc__io_set(c->loop, &c->io, ev);
 }
 
+/* After a flush: close when the session is over, else set the interest. */
+static void flush_done(mrpc__conn *c) {
+  if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng)) {
+    mrpc__conn_close(c);
+    return;
+  }
+  if (c->draining && c->cfg.is_server && c->n_calls == 0 &&
+      !c->goaway_timer.heap_idx) {
+    /* Final GOAWAY sent and nothing left: done. */
+    mrpc__conn_close(c);
+    return;
+  }
+  update_interest(c);
+}
+
 /* Writes what nghttp2 has while the socket takes it. */
 static void conn_flush(mrpc__conn *c) {
   if (c->closed || c->connecting) return;
+  if (c->tls) {
+    tls_flush(c);
+    return;
+  }
   for (;;) {
     while (c->out_off < c->out_len) {
       ssize_t w = send(c->io.fd, c->out + c->out_off, c->out_len - c->out_off,
@@ -419,17 +460,7 @@ static void conn_flush(mrpc__conn *c) {
     }
     if (c->out_len == 0) break;
   }
-  if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng)) {
-    mrpc__conn_close(c);
-    return;
-  }
-  if (c->draining && c->cfg.is_server && c->n_calls == 0 &&
-      !c->goaway_timer.heap_idx) {
-    /* Final GOAWAY sent and nothing left: done. */
-    mrpc__conn_close(c);
-    return;
-  }
-  update_interest(c);
+  flush_done(c);
 }
 
 static void flush_task(mrpc__task *t, int cancelled) {
@@ -447,6 +478,10 @@ void mrpc__conn_want_flush(mrpc__conn *c) {
 }
 
 static void conn_read(mrpc__conn *c) {
+  if (c->tls) {
+    tls_read(c);
+    return;
+  }
   uint8_t buf[READ_BUF];
   for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->read_paused;
        i++) {
@@ -473,6 +508,200 @@ static void conn_read(mrpc__conn *c) {
   conn_flush(c);
 }
 
+/* ---- TLS: the same I/O through memory BIOs (tls.c) ----
+ *
+ * Socket bytes go into the TLS engine's read BIO; what it decrypts goes to
+ * nghttp2_session_mem_recv.  nghttp2's output is gathered (up to
+ * OUT_BUF_MAX) and encrypted into the write BIO, whose bytes are moved to
+ * out and sent with the same rules as plaintext: nghttp2 is asked for more
+ * only when out and the write BIO are empty, and update_interest pauses
+ * reading on the same conditions.  Until the handshake is over only its
+ * records flow; the handshake timer closes a connection that takes too
+ * long. */
+
+#define TLS_OUT_CAP (OUT_BUF_MAX + 4096) /* ciphertext of a full gather */
+
+static void tls_fail(mrpc__conn *c, const char *what) {
+  if (!c->err[0])
+    snprintf(c->err, sizeof c->err, "%s: %s", what, mrpc__tls_error(c->tls));
+  mrpc__conn_close(c);
+}
+
+static void hs_timeout(mrpc__timer *t) {
+  mrpc__conn *c = (mrpc__conn *)((char *)t - offsetof(mrpc__conn, hs_timer));
+  if (c->closed || c->tls_ready) return;
+  snprintf(c->err, sizeof c->err, "TLS handshake timed out after %d ms",
+           c->hs_timeout_ms);
+  mrpc__conn_close(c);
+}
+
+/* Drives the handshake.  Returns 0 when the connection was closed. */
+static int tls_step(mrpc__conn *c) {
+  int rv = mrpc__tls_handshake(c->tls);
+  if (rv == 0) return 1;
+  if (rv < 0) {
+    tls_fail(c, "TLS handshake failed");
+    return 0;
+  }
+  c->tls_ready = 1;
+  mrpc__timer_stop(c->loop, &c->hs_timer);
+  return 1;
+}
+
+/* Sends out while the socket takes it.  Returns 1 when all of it went, 0
+ * when the socket is full (interest set) or the connection closed. */
+static int tls_send_out(mrpc__conn *c) {
+  while (c->out_off < c->out_len) {
+    ssize_t w = send(c->io.fd, c->out + c->out_off, c->out_len - c->out_off,
+                     MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        update_interest(c);
+        return 0;
+      }
+      mrpc__conn_close(c);
+      return 0;
+    }
+    c->out_off += (size_t)w;
+  }
+  c->out_off = c->out_len = 0;
+  return 1;
+}
+
+/* Moves ciphertext from the write BIO to out.  Returns 1 if it moved
+ * some, 0 if there was none, -1 when the connection was closed. */
+static int tls_take(mrpc__conn *c) {
+  if (!mrpc__tls_out_pending(c->tls)) return 0;
+  if (!c->out_cap) {
+    uint8_t *o = mrpc__realloc(c->cfg.alloc, c->out, TLS_OUT_CAP);
+    if (!o) {
+      mrpc__conn_close(c);
+      return -1;
+    }
+    c->out = o;
+    c->out_cap = TLS_OUT_CAP;
+  }
+  c->out_len = mrpc__tls_out_take(c->tls, c->out, c->out_cap);
+  c->out_off = 0;
+  return c->out_len > 0;
+}
+
+/* Encrypts what nghttp2 has, up to about OUT_BUF_MAX.  Returns 1 if it
+ * encrypted some, 0 if nghttp2 had nothing, -1 when closed. */
+static int tls_encrypt(mrpc__conn *c) {
+  if (!c->plain && !(c->plain = mrpc__malloc(c->cfg.alloc, OUT_BUF_MAX))) {
+    mrpc__conn_close(c);
+    return -1;
+  }
+  size_t plen = 0;
+  int any = 0;
+  for (;;) {
+    const uint8_t *p;
+    ssize_t n = nghttp2_session_mem_send(c->ng, &p);
+    if (n < 0) {
+      mrpc__conn_close(c);
+      return -1;
+    }
+    if (n == 0) break;
+    any = 1;
+    if (plen + (size_t)n > OUT_BUF_MAX) {
+      /* Full: encrypt what is gathered and this one straight from
+       * nghttp2's buffer (valid until the next mem_send). */
+      if ((plen && mrpc__tls_write(c->tls, c->plain, plen) != 0) ||
+          mrpc__tls_write(c->tls, p, (size_t)n) != 0) {
+        tls_fail(c, "TLS error");
+        return -1;
+      }
+      plen = 0;
+      break;
+    }
+    memcpy(c->plain + plen, p, (size_t)n);
+    plen += (size_t)n;
+  }
+  if (plen && mrpc__tls_write(c->tls, c->plain, plen) != 0) {
+    tls_fail(c, "TLS error");
+    return -1;
+  }
+  return any;
+}
+
+static void tls_flush(mrpc__conn *c) {
+  if (!c->tls_ready && !tls_step(c)) return;
+  for (;;) {
+    if (!tls_send_out(c)) return;
+    int rv = tls_take(c);
+    if (rv < 0) return;
+    if (rv > 0) continue;
+    if (!c->tls_ready) break;
+    if ((rv = tls_encrypt(c)) < 0) return;
+    if (rv == 0) break;
+  }
+  flush_done(c);
+}
+
+static void tls_read(mrpc__conn *c) {
+  uint8_t buf[READ_BUF]; /* ciphertext in, then plaintext out */
+  for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->read_paused;
+       i++) {
+    ssize_t r = recv(c->io.fd, buf, sizeof buf, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      mrpc__conn_close(c);
+      return;
+    }
+    if (r == 0) {
+      if (!c->tls_ready && !c->err[0])
+        snprintf(c->err, sizeof c->err,
+                 "TLS handshake failed: the peer closed the connection");
+      mrpc__conn_close(c);
+      return;
+    }
+    if (mrpc__tls_feed(c->tls, buf, (size_t)r) != 0) {
+      mrpc__conn_close(c);
+      return;
+    }
+    if (!c->tls_ready && !tls_step(c)) return;
+    /* Everything complete goes to nghttp2 now: nothing decryptable stays
+     * behind in the engine while reading is paused. */
+    while (c->tls_ready) {
+      ssize_t n = mrpc__tls_read(c->tls, buf, sizeof buf);
+      if (n == 0) break;
+      if (n < 0) {
+        tls_fail(c, "TLS error");
+        return;
+      }
+      if (nghttp2_session_mem_recv(c->ng, buf, (size_t)n) < 0) {
+        mrpc__conn_close(c);
+        return;
+      }
+      if (c->closed) return;
+    }
+    if ((size_t)r < sizeof buf) break;
+  }
+  conn_flush(c);
+}
+
+/* From mrpc__conn_close: close_notify, then one non-blocking try at what
+ * is queued (an alert after a failed handshake). */
+static void tls_goodbye(mrpc__conn *c) {
+  mrpc__timer_stop(c->loop, &c->hs_timer);
+  if (c->connecting || c->io.fd < 0) return;
+  if (c->tls_ready) mrpc__tls_close_notify(c->tls);
+  while (c->out_off < c->out_len) {
+    ssize_t w = send(c->io.fd, c->out + c->out_off, c->out_len - c->out_off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w <= 0) return;
+    c->out_off += (size_t)w;
+  }
+  uint8_t buf[4096];
+  size_t n;
+  while ((n = mrpc__tls_out_take(c->tls, buf, sizeof buf)) > 0)
+    if (send(c->io.fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n)
+      return;
+}
+
 static void conn_io(mrpc__io *io, uint32_t events) {
   mrpc__conn *c = (mrpc__conn *)((char *)io - offsetof(mrpc__conn, io));
   if (c->closed) return;
@@ -486,6 +715,9 @@ static void conn_io(mrpc__io *io, uint32_t events) {
       return;
     }
     c->connecting = 0;
+    if (c->tls)
+      mrpc__timer_start(c->loop, &c->hs_timer,
+                        mrpc__now_ms() + c->hs_timeout_ms, hs_timeout);
     conn_flush(c);
     return;
   }
@@ -518,6 +750,12 @@ int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
   c->connecting = connecting;
   c->io.fd = fd;
   snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "");
+  c->cfg.tls_host = NULL; /* not kept */
+  if (cfg->tls) {
+    if (mrpc__tls_new(cfg->tls, cfg->tls_host, cfg->alloc, &c->tls) != 0)
+      goto oom;
+    c->hs_timeout_ms = mrpc__tls_creds_handshake_timeout_ms(cfg->tls);
+  }
 
   nghttp2_session_callbacks *cbs;
   nghttp2_option *opt;
@@ -573,14 +811,20 @@ int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
   if (mrpc__io_start(loop, &c->io, fd, ev, conn_io) != 0) {
     nghttp2_session_del(c->ng);
     close(fd);
+    mrpc__tls_free(c->tls);
     mrpc__free(cfg->alloc, c);
     return MRPC_ERR_IO;
   }
+  /* Server: the handshake clock starts now; client: once connected. */
+  if (c->tls && !connecting)
+    mrpc__timer_start(loop, &c->hs_timer, mrpc__now_ms() + c->hs_timeout_ms,
+                      hs_timeout);
   mrpc__conn_want_flush(c);
   *out = c;
   return 0;
 oom:
   close(fd);
+  mrpc__tls_free(c->tls);
   mrpc__free(cfg->alloc, c);
   return MRPC_ERR_NOMEM;
 }

@@ -95,8 +95,13 @@ mrpc_status_code mrpc__ic_send(mrpc_call *call, const ProtobufCMessage **pm,
 }
 
 void mrpc__ic_end(mrpc_call *call, mrpc_status *st) {
-  if (!call->ics || call->ic_ended) return;
-  call->ic_ended = 1;
+  /* Under ic_mu: a send hook running on another thread finishes first, and
+   * none starts after (mrpc_call_send checks ic_ended under the lock). */
+  pthread_mutex_lock(&call->ic_mu);
+  int run = call->ics && !call->ic_ended;
+  if (run) call->ic_ended = 1;
+  pthread_mutex_unlock(&call->ic_mu);
+  if (!run) return;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;

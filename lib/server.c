@@ -9,6 +9,7 @@
 #include "loop.h"
 #include "pool.h"
 #include "stream.h"
+#include "tls.h"
 
 #include <minirpc/server.h>
 
@@ -82,6 +83,7 @@ int mrpc_server_new(const mrpc_server_opts *opts, mrpc_server **out) {
     o.size = sizeof o;
   }
   if (o.io_threads < 0 || o.max_workers < 0) return MRPC_ERR_INVAL;
+  if (o.tls && !mrpc__tls_creds_is_server(o.tls)) return MRPC_ERR_INVAL;
   if (o.io_threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.io_threads = n > 0 ? (int)n : 1;
@@ -103,6 +105,7 @@ int mrpc_server_new(const mrpc_server_opts *opts, mrpc_server **out) {
   }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  mrpc_tls_creds_ref(s->opts.tls);
   *out = s;
   return 0;
 }
@@ -334,7 +337,8 @@ static void on_accept(mrpc__io *io, uint32_t events) {
       sl->cap_conns = cap;
     }
     mrpc__conn_cfg cfg = {1, s->opts.max_concurrent_streams, 8192,
-                          16 * s->opts.send_queue_limit, s->alloc};
+                          16 * s->opts.send_queue_limit, s->alloc,
+                          s->opts.tls, NULL};
     mrpc__conn *c;
     if (mrpc__conn_new(sl->loop, fd, 0, &cfg, peer, &server_owner, sl, &c) ==
         0)
@@ -560,5 +564,6 @@ void mrpc_server_del(mrpc_server *s) {
   mrpc__free(s->alloc, s->fds);
   mrpc__free(s->alloc, s->methods);
   mrpc__free(s->alloc, s->ics);
+  mrpc_tls_creds_unref(s->opts.tls);
   mrpc__free(s->alloc, s);
 }

@@ -4,6 +4,7 @@
 
 #include "alloc.h"
 #include "call.h"
+#include "interceptor.h"
 #include "status.h"
 
 #include <pthread.h>
@@ -39,6 +40,7 @@ struct mrpc_stream {
   void *user;
   mrpc__job job;
   int status_set;
+  int bad_code; /* mrpc_stream_set_status got a code outside 0..16 */
   mrpc_status reply;
   int last_compressed; /* of the message recv returned last */
 };
@@ -198,7 +200,11 @@ int mrpc_stream_last_compressed(const mrpc_stream *s) {
 int mrpc_stream_set_status(mrpc_stream *s, mrpc_status_code code,
                            const char *message, const void *details,
                            size_t details_len) {
-  if (!s || (int)code < 0 || (int)code > 16) return MRPC_ERR_INVAL;
+  if (!s) return MRPC_ERR_INVAL;
+  if ((int)code < 0 || (int)code > 16) {
+    if (s->is_server) s->bad_code = 1;
+    return MRPC_ERR_INVAL;
+  }
   if (!s->is_server) return MRPC_ERR_STATE;
   s->status_set = 1;
   return mrpc__status_set(&s->reply, code, message, details, details_len);
@@ -235,12 +241,20 @@ int mrpc_stream_finish(mrpc_stream *s, mrpc_status *st) {
 static void serve_job(mrpc__job *job) {
   mrpc_stream *s = (mrpc_stream *)((char *)job - offsetof(mrpc_stream, job));
   s->handler(s, s->user);
-  if (s->status_set)
+  if (s->status_set) {
     mrpc_call_finish(s->call, s->reply.code, s->reply.message,
                      s->reply.details, s->reply.details_len);
-  else
+  } else {
+    /* Library-made status: the faults let an interceptor tell it from an
+     * UNKNOWN the handler chose (see mrpc_call_faults). */
+    if (!mrpc_call_is_cancelled(s->call))
+      atomic_fetch_or(&s->call->faults, s->bad_code ? MRPC_FAULT_BAD_STATUS
+                                                    : MRPC_FAULT_NO_STATUS);
     mrpc_call_finish(s->call, MRPC_STATUS_UNKNOWN,
-                     "handler returned without a status", NULL, 0);
+                     s->bad_code ? "handler set an invalid status code"
+                                 : "handler returned without a status",
+                     NULL, 0);
+  }
   stream_release(s);
 }
 

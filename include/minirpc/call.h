@@ -121,8 +121,11 @@ MRPC_EXTERN int mrpc_call_add_trailer(mrpc_call *call, const char *key,
 /* Server: ends the call with a status after every queued message.  message
  * may be NULL; details (grpc-status-details-bin, a serialized
  * google.rpc.Status) may be NULL.  Both are copied.  Returns 0 or one of:
- * MRPC_ERR_INVAL (code outside 0..16), MRPC_ERR_STATE (already finished),
- * MRPC_ERR_CLOSED (cancelled), MRPC_ERR_NOMEM. */
+ * MRPC_ERR_INVAL (call NULL, or code outside 0..16: a server call is then
+ * ended all the same, with UNKNOWN as a peer would read such a code, and
+ * MRPC_FAULT_BAD_STATUS, see mrpc_call_faults), MRPC_ERR_STATE (already
+ * finished), MRPC_ERR_CLOSED (cancelled, or an interceptor refused a send),
+ * MRPC_ERR_NOMEM. */
 MRPC_EXTERN int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
                                  const char *message, const void *details,
                                  size_t details_len);
@@ -200,7 +203,9 @@ MRPC_EXTERN int mrpc_stream_last_compressed(const mrpc_stream *s);
 MRPC_EXTERN mrpc_call *mrpc_stream_call(mrpc_stream *s);
 
 /* Server: sets the status the call ends with when the handler returns.
- * Copies message and details.  Without it the call ends with UNKNOWN.
+ * Copies message and details.  Without it the call ends with UNKNOWN
+ * (library-made: MRPC_FAULT_NO_STATUS, or MRPC_FAULT_BAD_STATUS when the
+ * last try was a code outside 0..16; see mrpc_call_faults).
  * Returns 0 or MRPC_ERR_INVAL / MRPC_ERR_NOMEM. */
 MRPC_EXTERN int mrpc_stream_set_status(mrpc_stream *s, mrpc_status_code code,
                                        const char *message,

@@ -29,6 +29,13 @@ typedef struct mrpc_channel_opts {
   const mrpc_allocator *alloc; /* NULL = libc */
   /* Compression of requests by default (per call: mrpc_call_opts). */
   mrpc_compression compression;
+  /* TLS (minirpc/tls.h: mrpc_tls_client_creds_new); NULL = plaintext
+   * HTTP/2 (h2c).  The channel takes a reference.  The server certificate
+   * must name the creds' server_host_override, else the host of
+   * `authority` when set, else the target's host ("localhost" for unix
+   * targets); that name is sent as SNI unless it is an IP address.  With an
+   * override and no authority, :authority is the override. */
+  struct mrpc_tls_creds *tls;
 } mrpc_channel_opts;
 
 MRPC_EXTERN void mrpc_channel_opts_init(mrpc_channel_opts *o);

@@ -20,7 +20,8 @@ extern "C" {
  * Threads: hooks may run on any thread (on_send runs on the sending
  * thread; the others on the call's I/O thread, except the client's on_start,
  * which runs on the thread that starts the call), and several calls run
- * them at once: they must be thread-safe and must not block.
+ * them at once: they must be thread-safe and must not block.  A hook must
+ * not send on, finish or cancel its own call: to end it, return a status.
  *
  * Messages returned through `message` are copied when the hook returns. */
 typedef struct mrpc_interceptor {
@@ -49,8 +50,12 @@ typedef struct mrpc_interceptor {
 
   /* A message is about to be serialized and sent (on the sending thread).
    * The hook may point *msg at another message of the same type, which it
-   * keeps valid until the hook chain returns.  A non-OK return ends the call
-   * with that status and the send fails with MRPC_ERR_CLOSED. */
+   * keeps valid until its next on_send or on_end on this call (the message
+   * is packed before either can run).  A non-OK return ends the call with
+   * that status (on the I/O thread, soon after: on_done never runs inside
+   * mrpc_call_send) and this send, and any later send, finish or close_send
+   * of the call, fails with MRPC_ERR_CLOSED.  Send hooks never overlap the
+   * end hooks of their call and never run after them. */
   mrpc_status_code (*on_send)(mrpc_call *call, void *ctx, void *call_data,
                               const ProtobufCMessage **msg,
                               const char **message);
@@ -61,7 +66,8 @@ typedef struct mrpc_interceptor {
    * (mrpc_call_add_trailer); when the call was cut short (cancelled,
    * deadline, connection lost) nothing more can be sent.  Client: runs
    * before on_done; *st is what the application will see.  Free call_data
-   * here: this is the last hook of the call. */
+   * here: this is the last hook of the call (no on_recv or on_send of the
+   * call runs after it).  Do not send, finish or cancel the call here. */
   void (*on_end)(mrpc_call *call, void *ctx, void *call_data, mrpc_status *st,
                  int64_t duration_us);
 } mrpc_interceptor;
@@ -102,6 +108,38 @@ MRPC_EXTERN int mrpc_interceptor_filter_match(const mrpc_interceptor_filter *f,
  * prefixes included).  Either pointer may be NULL.  Thread-safe. */
 MRPC_EXTERN void mrpc_call_bytes(const mrpc_call *call, uint64_t *in,
                                  uint64_t *out);
+
+/* 1 for a server call, 0 for a client call (or NULL).  Thread-safe.  Lets
+ * one interceptor table serve both sides. */
+MRPC_EXTERN int mrpc_call_is_server(const mrpc_call *call);
+
+/* The metadata this side sends in its headers, as it stands: client, the
+ * request metadata (call options plus what earlier start hooks added);
+ * server, the response headers added so far.  NULL when there is none yet.
+ * Borrowed, read-only.  Call it only from a hook other than on_send (the
+ * map may change on the I/O thread meanwhile otherwise). */
+MRPC_EXTERN const mrpc_metadata *
+mrpc_call_outgoing_metadata(const mrpc_call *call);
+
+/* Handler mistakes the library caught on a server call, as bits.  The call
+ * then ends with a status the library made up (UNKNOWN), which an end hook
+ * can tell from one the handler chose; the recovery interceptor
+ * (interceptors.h) turns them into INTERNAL. */
+#define MRPC_FAULT_NO_STATUS 0x1u  /* blocking handler returned without a
+                                      status: UNKNOWN "handler returned
+                                      without a status" */
+#define MRPC_FAULT_BAD_STATUS 0x2u /* status code outside 0..16 given to
+                                      mrpc_call_finish (the call still ends,
+                                      with UNKNOWN), or to
+                                      mrpc_stream_set_status by a blocking
+                                      handler that then returned without a
+                                      valid one */
+#define MRPC_FAULT_SERIALIZE 0x4u  /* a send got MRPC_ERR_SERIALIZE (message
+                                      of the wrong type) */
+
+/* The MRPC_FAULT_* bits of call so far (0 on the client).  Thread-safe; the
+ * bits are set before the status they cause reaches the end hooks. */
+MRPC_EXTERN unsigned mrpc_call_faults(const mrpc_call *call);
 
 #ifdef __cplusplus
 }

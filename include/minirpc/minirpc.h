@@ -12,5 +12,7 @@
 #include <minirpc/channel.h>
 #include <minirpc/descriptor.h>
 #include <minirpc/interceptor.h>
+#include <minirpc/interceptors.h>
+#include <minirpc/tls.h>
 
 #endif

@@ -68,6 +68,9 @@ typedef struct mrpc_server_opts {
    * (per call: mrpc_call_set_compression).  Incoming compressed messages
    * are always accepted. */
   mrpc_compression compression;
+  /* TLS on every listener (minirpc/tls.h: mrpc_tls_server_creds_new);
+   * NULL = plaintext HTTP/2 (h2c).  The server takes a reference. */
+  struct mrpc_tls_creds *tls;
 } mrpc_server_opts;
 
 /* Fills *o with the defaults (size set, everything else 0 = default). */

@@ -703,7 +703,8 @@ static int usage(const char *bad) {
   fprintf(stderr,
           "interop_client: bad argument '%s'\n"
           "usage: interop_client --server_host=H --server_port=N"
-          " --test_case=NAME[,NAME...]|all [--use_tls=false]"
+          " --test_case=NAME[,NAME...]|all [--use_tls=false|true]"
+          " [--use_test_ca=true --test_ca_file=PEM]"
           " [--server_host_override=AUTHORITY]\n",
           bad);
   return 2;
@@ -711,7 +712,8 @@ static int usage(const char *bad) {
 
 int main(int argc, char **argv) {
   const char *host = "localhost", *port = NULL, *cases = NULL,
-             *authority = NULL;
+             *authority = NULL, *ca_file = NULL;
+  bool use_tls = false, use_test_ca = false;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i], *v;
     if ((v = flag_value(argc, argv, &i, "server_host")))
@@ -723,17 +725,22 @@ int main(int argc, char **argv) {
     else if ((v = flag_value(argc, argv, &i, "server_host_override")))
       authority = v;
     else if ((v = flag_value(argc, argv, &i, "use_tls"))) {
-      if (strcmp(v, "true") == 0) {
-        fprintf(stderr, "TLS not supported yet\n");
-        return 2;
-      }
-      if (strcmp(v, "false") != 0) return usage(arg);
+      if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) return usage(arg);
+      use_tls = strcmp(v, "true") == 0;
+    } else if ((v = flag_value(argc, argv, &i, "use_test_ca"))) {
+      if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) return usage(arg);
+      use_test_ca = strcmp(v, "true") == 0;
+    } else if ((v = flag_value(argc, argv, &i, "test_ca_file"))) {
+      ca_file = v;
     } else {
       return usage(arg);
     }
   }
   if (!port || !*port) return usage("--server_port is required");
   if (!cases || !*cases) return usage("--test_case is required");
+  if (use_tls && use_test_ca && !ca_file)
+    return usage("--use_test_ca=true needs --test_ca_file (the suite makes "
+                 "its test CA with openssl)");
 
   /* Resolve the list first: a typo must not run half the cases. */
   const test_case *todo[64];
@@ -764,9 +771,22 @@ int main(int argc, char **argv) {
            host, port);
   mrpc_channel_opts opts;
   mrpc_channel_opts_init(&opts);
-  opts.authority = authority;
+  if (use_tls) {
+    mrpc_tls_client_opts to;
+    mrpc_tls_client_opts_init(&to);
+    to.ca_file = use_test_ca ? ca_file : NULL; /* else the system store */
+    to.server_host_override = authority;
+    char err[256];
+    if (mrpc_tls_client_creds_new(&to, &opts.tls, err, sizeof err) != 0) {
+      fprintf(stderr, "interop_client: TLS: %s\n", err);
+      return 1;
+    }
+  } else {
+    opts.authority = authority;
+  }
   mrpc_channel *ch = NULL;
   int rc = mrpc_channel_new(target, &opts, &ch);
+  mrpc_tls_creds_unref(opts.tls); /* the channel holds its own reference */
   if (rc != 0) {
     fprintf(stderr, "interop_client: channel to %s: %s\n", target,
             mrpc_strerror(rc));

@@ -2,7 +2,7 @@
  * descriptions (grpc/grpc doc/interop-test-descriptions.md) define the
  * server, so that any gRPC interop client can test libminirpc.
  *
- *   interop_server --port=N [--use_tls=false] [--handlers=event|blocking]
+ *   interop_server --port=N [--use_tls=true --tls_cert_file=F --tls_key_file=F] [--handlers=event|blocking]
  *                  [--max_recv_message=BYTES]
  *
  * The service comes from protoc-gen-minirpc (test.mrpc.h): one handler
@@ -496,7 +496,8 @@ static const char *flag_value(int argc, char **argv, int *i,
 static int usage(const char *bad) {
   fprintf(stderr,
           "interop_server: bad argument '%s'\n"
-          "usage: interop_server --port=N [--use_tls=false]"
+          "usage: interop_server --port=N [--use_tls=false|true"
+          " --tls_cert_file=PEM --tls_key_file=PEM]"
           " [--handlers=event|blocking] [--max_recv_message=BYTES]\n",
           bad);
   return 2;
@@ -504,7 +505,8 @@ static int usage(const char *bad) {
 
 int main(int argc, char **argv) {
   long port = -1;
-  bool blocking = false;
+  bool blocking = false, use_tls = false;
+  const char *tls_cert = NULL, *tls_key = NULL;
   size_t max_recv = 0;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i], *v;
@@ -513,11 +515,12 @@ int main(int argc, char **argv) {
       port = strtol(v, &end, 10);
       if (!*v || *end || port < 0 || port > 65535) return usage(arg);
     } else if ((v = flag_value(argc, argv, &i, "use_tls"))) {
-      if (strcmp(v, "true") == 0) {
-        fprintf(stderr, "TLS not supported yet\n");
-        return 2;
-      }
-      if (strcmp(v, "false") != 0) return usage(arg);
+      if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) return usage(arg);
+      use_tls = strcmp(v, "true") == 0;
+    } else if ((v = flag_value(argc, argv, &i, "tls_cert_file"))) {
+      tls_cert = v;
+    } else if ((v = flag_value(argc, argv, &i, "tls_key_file"))) {
+      tls_key = v;
     } else if ((v = flag_value(argc, argv, &i, "handlers"))) {
       if (strcmp(v, "blocking") == 0)
         blocking = true;
@@ -532,6 +535,8 @@ int main(int argc, char **argv) {
     }
   }
   if (port < 0) return usage("--port is required");
+  if (use_tls && (!tls_cert || !tls_key))
+    return usage("--use_tls=true needs --tls_cert_file and --tls_key_file");
 
   /* Non-blocking write end: a signal storm must never block the handler. */
   if (pipe2(g_sig_pipe, O_CLOEXEC) != 0 ||
@@ -566,11 +571,24 @@ int main(int argc, char **argv) {
   mrpc_server_opts opts;
   mrpc_server_opts_init(&opts);
   opts.max_recv_message = max_recv;
+  if (use_tls) {
+    mrpc_tls_server_opts to;
+    mrpc_tls_server_opts_init(&to);
+    to.cert_chain_file = tls_cert;
+    to.private_key_file = tls_key;
+    char err[256];
+    if (mrpc_tls_server_creds_new(&to, &opts.tls, err, sizeof err) != 0) {
+      fprintf(stderr, "interop_server: TLS: %s\n", err);
+      return 1;
+    }
+  }
   mrpc_server *srv = NULL;
   char addr[32];
   int bound = 0, rc;
   snprintf(addr, sizeof addr, ":%ld", port);
-  if ((rc = mrpc_server_new(&opts, &srv)) != 0 ||
+  rc = mrpc_server_new(&opts, &srv);
+  mrpc_tls_creds_unref(opts.tls); /* the server holds its own reference */
+  if (rc != 0 ||
       (rc = TS(mrpc_register)(srv, &h)) != 0 ||
       (rc = mrpc_server_listen(srv, addr, &bound)) != 0 ||
       (rc = mrpc_server_start(srv)) != 0) {

@@ -311,14 +311,31 @@ def _parse_args(argv):
     parser.add_argument("--server_port", type=int, required=True)
     parser.add_argument("--test_case", default="all",
                         help="one of: all, " + ", ".join(CASES))
-    parser.add_argument("--use_tls", default="false",
-                        help="only 'false' is supported")
+    parser.add_argument("--use_tls", default="false")
+    parser.add_argument("--use_test_ca", default="false")
+    parser.add_argument("--test_ca_file", default=None,
+                        help="PEM of the test CA (with --use_test_ca=true)")
+    parser.add_argument("--server_host_override", default=None)
     args = parser.parse_args(argv)
     if args.test_case != "all" and args.test_case not in CASES:
         parser.error("unknown test case %r" % args.test_case)
-    if args.use_tls.lower() not in ("false", "0", "no"):
-        parser.error("TLS is not supported by this test client")
+    args.use_tls = args.use_tls.lower() in ("true", "1", "yes")
+    args.use_test_ca = args.use_test_ca.lower() in ("true", "1", "yes")
+    if args.use_tls and args.use_test_ca and not args.test_ca_file:
+        parser.error("--use_test_ca=true needs --test_ca_file")
     return args
+
+
+def _channel(args, target):
+    if not args.use_tls:
+        return grpc.insecure_channel(target)
+    ca = open(args.test_ca_file, "rb").read() if args.use_test_ca else None
+    options = []
+    if args.server_host_override:
+        options.append(("grpc.ssl_target_name_override",
+                        args.server_host_override))
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca),
+                               options=options)
 
 
 def main(argv=None):
@@ -327,7 +344,7 @@ def main(argv=None):
     target = "%s:%d" % (args.server_host, args.server_port)
 
     failed = 0
-    with grpc.insecure_channel(target) as channel:
+    with _channel(args, target) as channel:
         try:
             # Fail-fast RPCs would otherwise race the first connection.
             grpc.channel_ready_future(channel).result(timeout=DEADLINE_S)

@@ -137,11 +137,13 @@ def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True,
                         help="port on 127.0.0.1 (0: let the OS pick)")
-    parser.add_argument("--use_tls", default="false",
-                        help="only 'false' is supported")
+    parser.add_argument("--use_tls", default="false")
+    parser.add_argument("--tls_cert_file", default=None)
+    parser.add_argument("--tls_key_file", default=None)
     args = parser.parse_args(argv)
-    if args.use_tls.lower() not in ("false", "0", "no"):
-        parser.error("TLS is not supported by this test server")
+    args.use_tls = args.use_tls.lower() in ("true", "1", "yes")
+    if args.use_tls and not (args.tls_cert_file and args.tls_key_file):
+        parser.error("--use_tls=true needs --tls_cert_file and --tls_key_file")
     return args
 
 
@@ -151,7 +153,13 @@ def main(argv=None):
     # half-closes) cannot starve the other cases.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     test_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
-    port = server.add_insecure_port("127.0.0.1:%d" % args.port)
+    if args.use_tls:
+        creds = grpc.ssl_server_credentials([(
+            open(args.tls_key_file, "rb").read(),
+            open(args.tls_cert_file, "rb").read())])
+        port = server.add_secure_port("127.0.0.1:%d" % args.port, creds)
+    else:
+        port = server.add_insecure_port("127.0.0.1:%d" % args.port)
     if port == 0:
         sys.exit("py_server: could not bind 127.0.0.1:%d" % args.port)
     server.start()

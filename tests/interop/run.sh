@@ -64,6 +64,9 @@ PEER_BUILD_TIMEOUT=300  # s, per toolchain
 
 failures=0
 server_pids=()
+TLS=0
+SERVER_TLS_FLAGS=()
+CLIENT_TLS_FLAGS=()
 
 cleanup() {
     local pid
@@ -120,6 +123,7 @@ start_server() {
             # cb: the same server with every method on blocking handlers.
             local extra=()
             [[ $kind == cb ]] && extra=(--handlers=blocking)
+            [[ $TLS == 1 ]] && extra+=("${SERVER_TLS_FLAGS[@]}")
             timeout -k 5 "$SERVER_LIFETIME" \
                 "$BUILD_DIR/bin/interop_server" --port="$server_port" \
                 "${extra[@]}" >"$log" 2>&1 &
@@ -142,6 +146,7 @@ start_server() {
             go)  cmd=("$PEERS_DIR/bin/go-server") ;;
             cpp) cmd=("$PEERS_DIR/bin/cpp-server") ;;
             esac
+            [[ $TLS == 1 ]] && cmd+=("${SERVER_TLS_FLAGS[@]}")
             timeout -k 5 "$SERVER_LIFETIME" \
                 "${cmd[@]}" --port="$server_port" >"$log" 2>&1 &
             server_pid=$!
@@ -191,16 +196,18 @@ stop_server() {
 run_client() {
     local kind=$1 port=$2 test_case=$3 limit=$CLIENT_ONE_TIMEOUT
     [[ $test_case == all ]] && limit=$CLIENT_ALL_TIMEOUT
+    local tls=()
+    [[ $TLS == 1 ]] && tls=("${CLIENT_TLS_FLAGS[@]}")
     case $kind in
     c)
         timeout -k 5 "$limit" "$BUILD_DIR/bin/interop_client" \
             --server_host=127.0.0.1 --server_port="$port" \
-            --test_case="$test_case"
+            --test_case="$test_case" "${tls[@]}"
         ;;
     py)
         timeout -k 5 "$limit" env PYTHONPATH="$GEN" "$PY" \
             "$HERE/py_client.py" --server_host=127.0.0.1 \
-            --server_port="$port" --test_case="$test_case"
+            --server_port="$port" --test_case="$test_case" "${tls[@]}"
         ;;
     go|cpp)
         timeout -k 5 "$limit" "$PEERS_DIR/bin/$kind-client" \
@@ -511,6 +518,26 @@ else
     fi
     peer_directions go
     peer_directions cpp
+    # The same cases over TLS with ALPN h2, certificates made here with the
+    # openssl command (the interop tests' usual server name).
+    CERTS=$BUILD_DIR/interop-certs
+    if timeout 60 "$ROOT/tests/tls/make-certs.sh" "$CERTS" >"$LOGS/certs.log" 2>&1
+    then
+        SERVER_TLS_FLAGS=(--use_tls=true --tls_cert_file="$CERTS/server1.pem"
+                          --tls_key_file="$CERTS/server1.key")
+        CLIENT_TLS_FLAGS=(--use_tls=true --use_test_ca=true
+                          --test_ca_file="$CERTS/ca.pem"
+                          --server_host_override=foo.test.google.fr)
+        TLS=1
+        [[ -x $BUILD_DIR/bin/interop_server ]] &&
+            run_direction py-client/c-server-tls py c
+        [[ -x $BUILD_DIR/bin/interop_client ]] &&
+            run_direction c-client/py-server-tls c py
+        TLS=0
+    else
+        fail tls certificates "tests/tls/make-certs.sh failed"
+        show_log "make-certs" "$LOGS/certs.log"
+    fi
 fi
 
 if [[ $failures -ne 0 ]]; then
