@@ -3,14 +3,22 @@
  *   1 CreateUser  2 GetUser  3 ListUsers  4 StreamUsers (server streaming)
  *   5 CreateBatchUsers (client streaming)  6 ChatWithUsers (bidirectional)
  *
- *   user_client [--target HOST:PORT] [--stream-delay SECONDS] [--pace-ms N]
+ *   user_client [--target HOST:PORT] [--token TOKEN] [--stream-delay SECONDS]
+ *               [--pace-ms N] [--quiet]
  *
  * Every call has a deadline (5 s for unary calls, 30 s for the batch and
  * the chat, 10 s plus the users' delays for the stream).  The exit status
  * is 0 only if every step succeeded; a failed step is reported and the
  * next steps still run.
+ *
+ * The channel has two of the library's interceptors (<minirpc/interceptors.h>):
+ * logging, one line per call on stderr (off with --quiet; the tutorial's
+ * client logging interceptor), and, with --token, bearer, which adds
+ * "authorization: Bearer TOKEN" to every call (for user_server
+ * --auth-token).
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +37,7 @@
 static mrpc_channel *g_ch;
 static int g_stream_delay = 1; /* StreamUsers' delay_seconds (tutorial: 1) */
 static int g_pace_ms = 0;      /* pause between streamed sends (tutorial: 1 s) */
+static int g_unauthenticated;  /* steps refused with UNAUTHENTICATED */
 
 /* ---- printing ----------------------------------------------------------- */
 
@@ -77,12 +86,23 @@ static void say_user(const char *what, const User__User *u) {
 /* Reports a failed step on stderr; returns false. */
 static bool step_failed(const char *step, const mrpc_status *st, int rc) {
   fflush(stdout);
+  if (!rc && st->code == MRPC_STATUS_UNAUTHENTICATED) g_unauthenticated++;
   if (rc)
     fprintf(stderr, "%s failed: %s\n", step, mrpc_strerror(rc));
   else
     fprintf(stderr, "%s failed: %s: %s\n", step,
             mrpc_status_code_name(st->code), st->message ? st->message : "");
   return false;
+}
+
+/* A step's heading, out before the step's calls log on stderr. */
+__attribute__((format(printf, 1, 2))) static void heading(const char *fmt,
+                                                         ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  fflush(stdout);
 }
 
 static mrpc_call_opts call_opts(int64_t timeout_ms) {
@@ -320,12 +340,15 @@ static bool chat_with_users(void) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: user_client [--target HOST:PORT] [--stream-delay SECONDS]\n"
-          "                   [--pace-ms N]\n"
+          "usage: user_client [--target HOST:PORT] [--token TOKEN]\n"
+          "                   [--stream-delay SECONDS] [--pace-ms N] [--quiet]\n"
           "  --target HOST:PORT      the server (default %s)\n"
+          "  --token TOKEN           send \"authorization: Bearer TOKEN\" with\n"
+          "                          every call (user_server --auth-token)\n"
           "  --stream-delay SECONDS  StreamUsers' delay_seconds (default 1)\n"
           "  --pace-ms N             pause between the messages of steps 5\n"
-          "                          and 6 (default 0; the tutorial's: 1000)\n",
+          "                          and 6 (default 0; the tutorial's: 1000)\n"
+          "  --quiet                 no per-call log lines on stderr\n",
           DEFAULT_TARGET);
 }
 
@@ -351,15 +374,20 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name) {
 }
 
 int main(int argc, char **argv) {
-  const char *target = DEFAULT_TARGET;
+  const char *target = DEFAULT_TARGET, *token = NULL;
+  bool quiet = false;
   for (int i = 1; i < argc; i++) {
     const char *v;
     long n;
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       usage(stdout);
       return 0;
+    } else if (!strcmp(argv[i], "--quiet")) {
+      quiet = true;
     } else if ((v = opt_value(argc, argv, &i, "--target"))) {
       target = v;
+    } else if ((v = opt_value(argc, argv, &i, "--token"))) {
+      token = v;
     } else if ((v = opt_value(argc, argv, &i, "--stream-delay"))) {
       if (!parse_int(v, 0, 60, &n)) {
         fprintf(stderr, "user_client: bad --stream-delay \"%s\"\n", v);
@@ -379,32 +407,72 @@ int main(int argc, char **argv) {
     }
   }
 
-  int rc = mrpc_channel_new(target, NULL, &g_ch);
+  /* The interceptors, outermost first: logging, then bearer.  They must
+   * outlive the channel. */
+  mrpc_ic_logging *logging = NULL;
+  mrpc_ic_bearer *bearer = NULL;
+  int rc = 0;
+  if (token && (rc = mrpc_ic_bearer_new(token, &bearer)) != 0) {
+    if (rc == MRPC_ERR_INVAL)
+      fprintf(stderr, "user_client: bad --token: a token is printable ASCII "
+                      "without spaces\n");
+    else
+      fprintf(stderr, "user_client: %s\n", mrpc_strerror(rc));
+    return 2;
+  }
+  if (!quiet && (rc = mrpc_ic_logging_new(NULL, &logging)) != 0) {
+    fprintf(stderr, "user_client: %s\n", mrpc_strerror(rc));
+    mrpc_ic_bearer_del(bearer);
+    return 1;
+  }
+  rc = mrpc_channel_new(target, NULL, &g_ch);
   if (rc) {
     fprintf(stderr, "user_client: bad target %s: %s\n", target,
             mrpc_strerror(rc));
+    mrpc_ic_logging_del(logging);
+    mrpc_ic_bearer_del(bearer);
     return 2;
+  }
+  if ((logging && (rc = mrpc_channel_add_interceptor(
+                       g_ch, mrpc_ic_logging_interceptor(logging), logging,
+                       NULL)) != 0) ||
+      (bearer && (rc = mrpc_channel_add_interceptor(
+                      g_ch, mrpc_ic_bearer_interceptor(bearer), bearer,
+                      NULL)) != 0)) {
+    fprintf(stderr, "user_client: interceptors: %s\n", mrpc_strerror(rc));
+    mrpc_channel_del(g_ch);
+    mrpc_ic_logging_del(logging);
+    mrpc_ic_bearer_del(bearer);
+    return 1;
   }
 
   int failed = 0;
   int32_t id = 1, total = -1;
-  printf("== 1. CreateUser\n");
+  heading("== 1. CreateUser\n");
   if (!create_user(&id)) failed++;
-  printf("== 2. GetUser %d\n", (int)id);
+  heading("== 2. GetUser %d\n", (int)id);
   if (!get_user(id)) failed++;
-  printf("== 3. ListUsers\n");
+  heading("== 3. ListUsers\n");
   if (!list_users(&total)) failed++;
-  printf("== 4. StreamUsers\n");
+  heading("== 4. StreamUsers\n");
   if (!stream_users(total)) failed++;
-  printf("== 5. CreateBatchUsers\n");
+  heading("== 5. CreateBatchUsers\n");
   if (!create_batch_users()) failed++;
-  printf("== 6. ChatWithUsers\n");
+  heading("== 6. ChatWithUsers\n");
   if (!chat_with_users()) failed++;
 
   mrpc_channel_del(g_ch);
+  mrpc_ic_logging_del(logging);
+  mrpc_ic_bearer_del(bearer);
   fflush(stdout);
   if (failed) {
     fprintf(stderr, "user_client: %d of 6 steps failed\n", failed);
+    if (g_unauthenticated && !token)
+      fprintf(stderr, "user_client: the server requires a token "
+                      "(UNAUTHENTICATED): run with --token TOKEN\n");
+    else if (g_unauthenticated)
+      fprintf(stderr, "user_client: the server refused the token given "
+                      "with --token (UNAUTHENTICATED)\n");
     return 1;
   }
   printf("user_client: all 6 steps succeeded\n");

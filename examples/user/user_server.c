@@ -1,7 +1,8 @@
 /* user_server: the tutorial's UserService (user.proto) on libminirpc.
  *
  *   user_server [--listen HOST:PORT] [--db FILE] [--suspend ID[,ID...]]
- *               [--grace-ms N] [--io-threads N] [--quiet]
+ *               [--auth-token TOKEN] [--rate-limit N] [--grace-ms N]
+ *               [--io-threads N] [--quiet]
  *
  * Behaviour is the tutorial's Go server with its "advanced error handling"
  * (see README.md for the details and every error case):
@@ -11,9 +12,21 @@
  * all registered through the generated handler table
  * (User__UserService_MrpcHandlers, user__user_service__mrpc_register).
  *
- * One line per call on stderr (unless --quiet).  SIGINT / SIGTERM shut the
- * server down gracefully: calls in flight get --grace-ms (default 2000) to
- * finish, then are cancelled; the exit status is then 0.
+ * The tutorial's interceptors are the library's (<minirpc/interceptors.h>),
+ * chained in the tutorial's order, outermost first:
+ *   logging      one line per call on stderr (off with --quiet)
+ *   request_id   x-request-id echoed or generated, server-version: 1.0.0
+ *   auth         with --auth-token: "authorization: Bearer TOKEN" or
+ *                UNAUTHENTICATED (the health service is exempt)
+ *   ratelimit    with --rate-limit N: N calls a second, server-wide, or
+ *                RESOURCE_EXHAUSTED
+ *   recovery     handler mistakes the library catches become INTERNAL
+ * The stream handlers add a line of their own (users sent or created, and
+ * how long the handler ran), also off with --quiet.
+ *
+ * SIGINT / SIGTERM shut the server down gracefully: calls in flight get
+ * --grace-ms (default 2000) to finish, then are cancelled; the exit status
+ * is then 0.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <limits.h>
@@ -37,6 +50,8 @@
 #define DEFAULT_PAGE_LIMIT 10 /* ListUsers with limit 0 */
 #define MAX_PAGE_LIMIT 1000   /* larger limits are INVALID_ARGUMENT */
 #define CANCEL_POLL_MS 50     /* StreamUsers checks for cancellation this often */
+#define SERVER_VERSION "1.0.0" /* the tutorial's server-version header */
+#define MAX_TOKENS 16          /* --auth-token may be given this many times */
 
 /* What every handler gets as its user pointer. */
 typedef struct app {
@@ -52,47 +67,42 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* One log line per call: method, peer, outcome, detail, duration.  Built in
- * one buffer and written with one write(2) so lines from concurrent calls
- * never interleave. */
-static void log_call(const app *a, mrpc_call *call, const char *method,
-                     double t0, mrpc_status_code code, const char *fmt, ...) {
-  if (a->quiet) return;
-  char detail[512] = "";
-  if (fmt) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    /* Names come from clients: no control characters in the log. */
-    for (char *p = detail; *p; p++)
-      if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
-  }
+/* A line on stderr.  Through stdio with the stream locked, as the library's
+ * interceptors write theirs, so lines from concurrent calls never mix. */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...) {
   char line[1024];
-  int n = snprintf(line, sizeof line, "user_server: %s %s -> %s%s%s%s (%.1f ms)\n",
-                   method, call ? mrpc_call_peer(call) : "?",
-                   mrpc_status_code_name(code), *detail ? " (" : "", detail,
-                   *detail ? ")" : "", (now_s() - t0) * 1e3);
-  if (n < 0) return;
-  if ((size_t)n >= sizeof line) {
-    n = sizeof line - 1;
-    line[n - 1] = '\n';
-  }
-  ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-  (void)w;
-}
-
-static void say(const char *fmt, ...) {
-  char line[512];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   if (n < 0) return;
-  if ((size_t)n > sizeof line - 2) n = sizeof line - 2;
-  line[n++] = '\n';
-  ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-  (void)w;
+  flockfile(stderr);
+  fputs(line, stderr);
+  fputc('\n', stderr);
+  funlockfile(stderr);
+}
+
+/* The stream handlers' own line, as the handler ends: what it did (users
+ * sent or created) and how long it ran.  The logging interceptor's line has
+ * the rest (status, message, bytes, the call's duration, request id); it
+ * can not know the handler's progress, nor when the handler actually
+ * stopped: a cancelled call or a passed deadline ends the call at once, the
+ * handler only at its next check.  Written just before the handler sets the
+ * status, so it comes before the interceptor's line unless the call was cut
+ * short.  The unary handlers need no line of their own: what they decide is
+ * in the status. */
+__attribute__((format(printf, 6, 7))) static void
+log_handler(const app *a, mrpc_call *call, const char *method, double t0,
+            mrpc_status_code code, const char *fmt, ...) {
+  if (a->quiet) return;
+  char detail[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  say("user_server: %s handler %s -> %s (%s) (%.1f ms)", method,
+      mrpc_call_peer(call), mrpc_status_code_name(code), detail,
+      (now_s() - t0) * 1e3);
 }
 
 /* A store record as a User message.  The message borrows the record's
@@ -106,15 +116,6 @@ static void user_to_pb(const user_record *r, User__User *u) {
   u->n_hobbies = r->n_hobbies;
   u->hobbies = r->hobbies;
   u->status = (User__UserStatus)r->status;
-}
-
-static const char *status_name(int status) {
-  switch (status) {
-  case USER_STATUS_INACTIVE: return "INACTIVE";
-  case USER_STATUS_ACTIVE: return "ACTIVE";
-  case USER_STATUS_SUSPENDED: return "SUSPENDED";
-  default: return "?";
-  }
 }
 
 /* The status for a store failure; the reason goes to the log. */
@@ -189,13 +190,11 @@ static mrpc_status_code create_one(const app *a,
 static void on_create_user(mrpc_call *call, const User__CreateUserRequest *req,
                            void *user) {
   const app *a = user;
-  double t0 = now_s();
   char why[256];
   user_record r;
   mrpc_status_code code = create_one(a, req, &r, why, sizeof why);
   if (code != MRPC_STATUS_OK) {
     mrpc_call_finish(call, code, why, NULL, 0);
-    log_call(a, call, "CreateUser", t0, code, "%s", why);
     return;
   }
   /* Allocated, not a fixed buffer: cutting a long name could split a UTF-8
@@ -211,15 +210,12 @@ static void on_create_user(mrpc_call *call, const User__CreateUserRequest *req,
   free(msg);
   code = rc ? send_code(rc) : MRPC_STATUS_OK;
   mrpc_call_finish(call, code, rc ? mrpc_strerror(rc) : NULL, NULL, 0);
-  log_call(a, call, "CreateUser", t0, code, "id=%d name=\"%s\" %s", r.id,
-           r.name, status_name(r.status));
   user_record_clear(&r);
 }
 
 static void on_get_user(mrpc_call *call, const User__GetUserRequest *req,
                         void *user) {
   const app *a = user;
-  double t0 = now_s();
   char why[256];
   mrpc_status_code code;
   user_record r;
@@ -242,21 +238,16 @@ static void on_get_user(mrpc_call *call, const User__GetUserRequest *req,
     user_to_pb(&r, &u);
     rc = user__user_service__get_user__send_response(call, &u);
     code = rc ? send_code(rc) : MRPC_STATUS_OK;
-    snprintf(why, sizeof why, "%s", rc ? mrpc_strerror(rc) : "");
-    mrpc_call_finish(call, code, rc ? why : NULL, NULL, 0);
-    log_call(a, call, "GetUser", t0, code, "id=%d%s%s", (int)req->id,
-             rc ? " " : "", why);
+    mrpc_call_finish(call, code, rc ? mrpc_strerror(rc) : NULL, NULL, 0);
     user_record_clear(&r);
     return;
   }
   mrpc_call_finish(call, code, why, NULL, 0);
-  log_call(a, call, "GetUser", t0, code, "%s", why);
 }
 
 static void on_list_users(mrpc_call *call, const User__ListUsersRequest *req,
                           void *user) {
   const app *a = user;
-  double t0 = now_s();
   char why[256];
   mrpc_status_code code = MRPC_STATUS_OK;
   int32_t limit = req->limit ? req->limit : DEFAULT_PAGE_LIMIT;
@@ -270,7 +261,6 @@ static void on_list_users(mrpc_call *call, const User__ListUsersRequest *req,
   }
   if (code != MRPC_STATUS_OK) {
     mrpc_call_finish(call, code, why, NULL, 0);
-    log_call(a, call, "ListUsers", t0, code, "%s", why);
     return;
   }
   user_record *recs = NULL;
@@ -281,14 +271,13 @@ static void on_list_users(mrpc_call *call, const User__ListUsersRequest *req,
   if (rc) {
     code = store_code(a, rc, why, sizeof why);
     mrpc_call_finish(call, code, why, NULL, 0);
-    log_call(a, call, "ListUsers", t0, code, "%s", why);
     return;
   }
   User__User *users = n ? calloc(n, sizeof *users) : NULL;
   User__User **ptrs = n ? calloc(n, sizeof *ptrs) : NULL;
   if (n && (!users || !ptrs)) {
-    code = MRPC_STATUS_RESOURCE_EXHAUSTED;
-    mrpc_call_finish(call, code, "out of memory", NULL, 0);
+    mrpc_call_finish(call, MRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
+                     NULL, 0);
   } else {
     for (size_t i = 0; i < n; i++) {
       user_to_pb(&recs[i], &users[i]);
@@ -300,11 +289,9 @@ static void on_list_users(mrpc_call *call, const User__ListUsersRequest *req,
     resp.total = total > INT32_MAX ? INT32_MAX : (int32_t)total;
     resp.page = req->page;
     rc = user__user_service__list_users__send_response(call, &resp);
-    code = rc ? send_code(rc) : MRPC_STATUS_OK;
-    mrpc_call_finish(call, code, rc ? mrpc_strerror(rc) : NULL, NULL, 0);
+    mrpc_call_finish(call, rc ? send_code(rc) : MRPC_STATUS_OK,
+                     rc ? mrpc_strerror(rc) : NULL, NULL, 0);
   }
-  log_call(a, call, "ListUsers", t0, code, "page=%d limit=%d: %zu of %lld",
-           (int)req->page, (int)limit, n, (long long)total);
   free(users);
   free(ptrs);
   user_records_free(recs, n);
@@ -359,8 +346,6 @@ static void stream_users(mrpc_stream *s, const User__StreamUsersRequest *req,
     snprintf(why, sizeof why, "delay_seconds must not be negative: %d",
              (int)req->delay_seconds);
     mrpc_stream_set_status(s, MRPC_STATUS_INVALID_ARGUMENT, why, NULL, 0);
-    log_call(a, call, "StreamUsers", t0, MRPC_STATUS_INVALID_ARGUMENT, "%s",
-             why);
     return;
   }
   enum { CHUNK = 64 };
@@ -400,10 +385,9 @@ static void stream_users(mrpc_stream *s, const User__StreamUsersRequest *req,
   if (code == MRPC_STATUS_CANCELLED) snprintf(why, sizeof why, "cancelled");
   if (code == MRPC_STATUS_DEADLINE_EXCEEDED)
     snprintf(why, sizeof why, "deadline passed");
+  log_handler(a, call, "StreamUsers", t0, code, "sent %lld of %lld users",
+              (long long)sent, (long long)(total < 0 ? 0 : total));
   mrpc_stream_set_status(s, code, code == MRPC_STATUS_OK ? NULL : why, NULL, 0);
-  log_call(a, call, "StreamUsers", t0, code, "sent %lld of %lld users%s%s",
-           (long long)sent, (long long)(total < 0 ? 0 : total),
-           *why ? ", " : "", why);
 }
 
 /* CreateBatchUsers: creates each user as it arrives; at the end of the
@@ -421,9 +405,9 @@ static void create_batch_users(mrpc_stream *s, void *user) {
                                                                          &req);
     if (rc == 0) break;
     if (rc < 0) {
+      log_handler(a, call, "CreateBatchUsers", t0, MRPC_STATUS_CANCELLED,
+                  "%d created", count);
       mrpc_stream_set_status(s, MRPC_STATUS_CANCELLED, "cancelled", NULL, 0);
-      log_call(a, call, "CreateBatchUsers", t0, MRPC_STATUS_CANCELLED,
-               "after %d users created", count);
       return;
     }
     user_record r;
@@ -433,8 +417,8 @@ static void create_batch_users(mrpc_stream *s, void *user) {
     if (code != MRPC_STATUS_OK) {
       snprintf(why, sizeof why, "user %d of the batch: %s (%d created before it)",
                count + 1, item_why, count);
+      log_handler(a, call, "CreateBatchUsers", t0, code, "%d created", count);
       mrpc_stream_set_status(s, code, why, NULL, 0);
-      log_call(a, call, "CreateBatchUsers", t0, code, "%s", why);
       return;
     }
     user_record_clear(&r);
@@ -447,8 +431,8 @@ static void create_batch_users(mrpc_stream *s, void *user) {
   int rc = user__user_service__create_batch_users__stream_send_response(s,
                                                                         &resp);
   mrpc_status_code code = rc ? send_code(rc) : MRPC_STATUS_OK;
+  log_handler(a, call, "CreateBatchUsers", t0, code, "%d created", count);
   mrpc_stream_set_status(s, code, rc ? mrpc_strerror(rc) : NULL, NULL, 0);
-  log_call(a, call, "CreateBatchUsers", t0, code, "%s", msg);
 }
 
 /* ChatWithUsers: each request is answered with the created user before the
@@ -488,9 +472,8 @@ static void chat_with_users(mrpc_stream *s, void *user) {
     }
     count++;
   }
+  log_handler(a, call, "ChatWithUsers", t0, code, "%d created", count);
   mrpc_stream_set_status(s, code, code == MRPC_STATUS_OK ? NULL : why, NULL, 0);
-  log_call(a, call, "ChatWithUsers", t0, code, "%d user%s created%s%s", count,
-           count == 1 ? "" : "s", *why ? ", " : "", why);
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -498,7 +481,8 @@ static void chat_with_users(mrpc_stream *s, void *user) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: user_server [--listen HOST:PORT] [--db FILE]\n"
-          "                   [--suspend ID[,ID...]] [--grace-ms N]\n"
+          "                   [--suspend ID[,ID...]] [--auth-token TOKEN]\n"
+          "                   [--rate-limit N] [--grace-ms N]\n"
           "                   [--io-threads N] [--quiet]\n"
           "  --listen HOST:PORT  address to serve on (default %s;\n"
           "                      port 0 picks a free one, printed at start)\n"
@@ -507,10 +491,15 @@ static void usage(FILE *f) {
           "  --suspend IDS       mark these user ids SUSPENDED (existing users\n"
           "                      now, and users created later with those ids);\n"
           "                      GetUser then answers PERMISSION_DENIED\n"
+          "  --auth-token TOKEN  every call must carry \"authorization: Bearer\n"
+          "                      TOKEN\" (else UNAUTHENTICATED); may be given\n"
+          "                      up to %d times (any of the tokens will do)\n"
+          "  --rate-limit N      at most N calls a second, server-wide, with\n"
+          "                      bursts of N (else RESOURCE_EXHAUSTED)\n"
           "  --grace-ms N        shutdown grace for calls in flight (2000)\n"
           "  --io-threads N      I/O threads (default: one per core)\n"
           "  --quiet             no per-call log lines\n",
-          DEFAULT_LISTEN);
+          DEFAULT_LISTEN, MAX_TOKENS);
 }
 
 static bool parse_int(const char *s, long min, long max, long *out) {
@@ -568,10 +557,128 @@ static bool apply_suspend(user_store *store, const char *list) {
   return ok;
 }
 
+/* The interceptors, outermost first: the tutorial's chain (logging, auth,
+ * rate limit, recovery) with its request-id / server-version interceptor
+ * after logging, before the ones that refuse calls, so that refused calls
+ * carry an id too.  Registration order is the chain order.  Each one is
+ * optional (NULL when off). */
+typedef struct chain {
+  mrpc_ic_logging *logging;
+  mrpc_ic_request_id *request_id;
+  mrpc_ic_auth *auth;
+  mrpc_ic_ratelimit *ratelimit;
+  mrpc_ic_recovery *recovery;
+} chain;
+
+static void chain_free(chain *c) {
+  mrpc_ic_logging_del(c->logging);
+  mrpc_ic_request_id_del(c->request_id);
+  mrpc_ic_auth_del(c->auth);
+  mrpc_ic_ratelimit_del(c->ratelimit);
+  mrpc_ic_recovery_del(c->recovery);
+  memset(c, 0, sizeof *c);
+}
+
+/* Makes the objects for the options.  tokens: NULL-terminated, NULL or
+ * empty for no auth; rate 0 for no rate limit.  Returns 0, or 2 (bad
+ * option, reported) or 1 (out of memory, reported). */
+static int chain_new(chain *c, bool quiet, const char *const *tokens,
+                     double rate) {
+  memset(c, 0, sizeof *c);
+  int rc = 0;
+  if (!quiet) rc = mrpc_ic_logging_new(NULL, &c->logging);
+
+  mrpc_ic_request_id_opts rio;
+  mrpc_ic_request_id_opts_init(&rio);
+  rio.server_version = SERVER_VERSION;
+  if (!rc) rc = mrpc_ic_request_id_new(&rio, &c->request_id);
+
+  if (!rc && tokens && tokens[0]) {
+    mrpc_ic_auth_opts ao;
+    mrpc_ic_auth_opts_init(&ao);
+    ao.tokens = tokens; /* exempt: NULL, the health service */
+    rc = mrpc_ic_auth_new(&ao, &c->auth);
+    if (rc == MRPC_ERR_INVAL) {
+      fprintf(stderr, "user_server: bad --auth-token: a token is printable "
+                      "ASCII without spaces\n");
+      chain_free(c);
+      return 2;
+    }
+  }
+  if (!rc && rate > 0) {
+    mrpc_ic_ratelimit_opts ro;
+    mrpc_ic_ratelimit_opts_init(&ro);
+    ro.scope = MRPC_IC_RATELIMIT_GLOBAL;
+    ro.rate = rate; /* burst: 0 = max(1, rate) */
+    rc = mrpc_ic_ratelimit_new(&ro, &c->ratelimit);
+  }
+  if (!rc) rc = mrpc_ic_recovery_new(NULL, &c->recovery);
+  if (rc) {
+    fprintf(stderr, "user_server: interceptors: %s\n", mrpc_strerror(rc));
+    chain_free(c);
+    return 1;
+  }
+  return 0;
+}
+
+/* Registers the chain on srv, in order.  Returns 0 or an MRPC_ERR_*. */
+static int chain_register(const chain *c, mrpc_server *srv) {
+  const struct {
+    const mrpc_interceptor *table;
+    void *obj;
+  } order[] = {
+      {mrpc_ic_logging_interceptor(c->logging), c->logging},
+      {mrpc_ic_request_id_interceptor(c->request_id), c->request_id},
+      {mrpc_ic_auth_interceptor(c->auth), c->auth},
+      {mrpc_ic_ratelimit_interceptor(c->ratelimit), c->ratelimit},
+      {mrpc_ic_recovery_interceptor(c->recovery), c->recovery},
+  };
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+    if (!order[i].obj) continue; /* off */
+    int rc = mrpc_server_add_interceptor(srv, order[i].table, order[i].obj,
+                                         NULL);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* The chain as a line: "logging, request_id (server-version 1.0.0), ...". */
+static void chain_describe(const chain *c, int n_tokens, double rate,
+                           char *buf, size_t len) {
+  size_t n = 0;
+#define APPEND(...)                                                  \
+  do {                                                               \
+    if (n < len) {                                                   \
+      int w = snprintf(buf + n, len - n, __VA_ARGS__);               \
+      if (w > 0) n += (size_t)w;                                     \
+    }                                                                \
+  } while (0)
+  buf[0] = '\0';
+  if (c->logging) APPEND("logging, ");
+  APPEND("request_id (server-version %s), ", SERVER_VERSION);
+  if (c->auth) APPEND("auth (%d token%s), ", n_tokens, n_tokens == 1 ? "" : "s");
+  if (c->ratelimit) APPEND("ratelimit (%g calls/s), ", rate);
+  APPEND("recovery");
+#undef APPEND
+}
+
+/* "--rate-limit N": a positive number of calls a second. */
+static bool parse_rate(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v > 0) || v > 1e9) return false;
+  *out = v;
+  return true;
+}
+
 int main(int argc, char **argv) {
   const char *listen_addr = DEFAULT_LISTEN, *db = NULL;
   const char *suspend[64];
   int n_suspend = 0;
+  const char *tokens[MAX_TOKENS + 1] = {NULL};
+  int n_tokens = 0;
+  double rate = 0;
   long grace_ms = 2000, io_threads = 0;
   bool quiet = false;
 
@@ -592,6 +699,19 @@ int main(int argc, char **argv) {
         return 2;
       }
       suspend[n_suspend++] = v;
+    } else if ((v = opt_value(argc, argv, &i, "--auth-token"))) {
+      if (n_tokens == MAX_TOKENS) {
+        fprintf(stderr, "user_server: more than %d --auth-token options\n",
+                MAX_TOKENS);
+        return 2;
+      }
+      tokens[n_tokens++] = v;
+    } else if ((v = opt_value(argc, argv, &i, "--rate-limit"))) {
+      if (!parse_rate(v, &rate)) {
+        fprintf(stderr, "user_server: bad --rate-limit \"%s\" (calls per "
+                        "second, > 0)\n", v);
+        return 2;
+      }
     } else if ((v = opt_value(argc, argv, &i, "--grace-ms"))) {
       if (!parse_int(v, 0, 3600 * 1000, &grace_ms)) {
         fprintf(stderr, "user_server: bad --grace-ms \"%s\"\n", v);
@@ -609,6 +729,11 @@ int main(int argc, char **argv) {
     }
   }
 
+  /* The interceptor objects first: a bad token is a usage error. */
+  chain ics;
+  int rc = chain_new(&ics, quiet, tokens, rate);
+  if (rc) return rc;
+
   /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread
    * exists so every thread inherits the mask.  A peer that goes away must
    * not kill us with SIGPIPE. */
@@ -621,15 +746,17 @@ int main(int argc, char **argv) {
 
   app a = {.quiet = quiet};
   char err[300];
-  int rc = user_store_open(db, &a.store, err, sizeof err);
+  rc = user_store_open(db, &a.store, err, sizeof err);
   if (rc) {
     fprintf(stderr, "user_server: cannot open the store: %s%s%s\n",
             user_store_strerror(rc), *err ? ": " : "", err);
+    chain_free(&ics);
     return 1;
   }
   for (int i = 0; i < n_suspend; i++) {
     if (!apply_suspend(a.store, suspend[i])) {
       user_store_close(a.store);
+      chain_free(&ics);
       return 2;
     }
   }
@@ -652,27 +779,27 @@ int main(int argc, char **argv) {
   opts.io_threads = (int)io_threads;
   mrpc_server *srv = NULL;
   int port = 0;
+  int status = 1;
   if ((rc = mrpc_server_new(&opts, &srv)) != 0 ||
-      (rc = user__user_service__mrpc_register(srv, &handlers)) != 0) {
+      (rc = user__user_service__mrpc_register(srv, &handlers)) != 0 ||
+      (rc = chain_register(&ics, srv)) != 0) {
     fprintf(stderr, "user_server: server setup: %s\n", mrpc_strerror(rc));
-    mrpc_server_del(srv);
-    user_store_close(a.store);
-    return 1;
+    goto out;
   }
   if ((rc = mrpc_server_listen(srv, listen_addr, &port)) != 0) {
     fprintf(stderr, "user_server: cannot listen on %s: %s%s%s\n", listen_addr,
             mrpc_strerror(rc), rc == MRPC_ERR_IO ? ": " : "",
             rc == MRPC_ERR_IO ? strerror(errno) : "");
-    mrpc_server_del(srv);
-    user_store_close(a.store);
-    return 1;
+    goto out;
   }
   if ((rc = mrpc_server_start(srv)) != 0) {
     fprintf(stderr, "user_server: start: %s\n", mrpc_strerror(rc));
-    mrpc_server_del(srv);
-    user_store_close(a.store);
-    return 1;
+    goto out;
   }
+
+  char chain_line[256];
+  chain_describe(&ics, n_tokens, rate, chain_line, sizeof chain_line);
+  say("user_server: interceptors, outermost first: %s", chain_line);
 
   /* "listening on HOST:PORT" with the real port (tests wait for it). */
   char where[300];
@@ -695,8 +822,11 @@ int main(int argc, char **argv) {
   say("user_server: %s: shutting down (grace %ld ms)",
       sig == SIGINT ? "SIGINT" : "SIGTERM", grace_ms);
   mrpc_server_shutdown(srv, (int)grace_ms);
-  mrpc_server_del(srv);
+  status = 0;
+out:
+  mrpc_server_del(srv); /* before the interceptors it uses */
+  chain_free(&ics);
   user_store_close(a.store);
-  say("user_server: stopped");
-  return 0;
+  if (status == 0) say("user_server: stopped");
+  return status;
 }

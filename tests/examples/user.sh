@@ -30,6 +30,30 @@
 #                         at the client, the handler ends at once
 #   stream-shutdown       SIGTERM during a slow stream: the server exits 0
 #                         within its grace period
+#   log-default           (e) logging is on by default: the server's stderr
+#                         has the chain line and one logging-interceptor line
+#                         per call (request id included), the stream handlers'
+#                         own lines; user_client logs one line per call
+#   log-quiet             (e) user_server --quiet and user_client --quiet: no
+#                         per-call line at all
+#   ic-request-id-*       (e) grpcio (tests/examples/user/py_user_ic.py):
+#                         x-request-id echoed when sent, generated (a UUID)
+#                         when not or when too long, server-version: 1.0.0, on
+#                         unary and streaming responses
+#   ic-auth-*             (e) grpcio against user_server --auth-token: the six
+#                         RPCs with "authorization: Bearer T"; UNAUTHENTICATED
+#                         without it, with a wrong token, with another scheme,
+#                         for the four patterns; refused calls carry the
+#                         request id; the server logs the refused calls
+#   c-client-token        (e) user_client --token T: six steps against
+#                         user_server --auth-token T
+#   c-client-no-token     (e) user_client without --token (or with a wrong
+#                         one): exit status 1 and a message that says so
+#   ic-ratelimit          (e) user_server --rate-limit 2: a burst of calls gets
+#                         RESOURCE_EXHAUSTED (streams too); calls pass again a
+#                         second later
+#   ic-auth-before-ratelimit  (e) with both: unauthenticated calls do not
+#                         drain the bucket (auth comes first in the chain)
 #   *-server-exit         every server started here is stopped with SIGTERM
 #                         and must exit 0 with no sanitizer report
 # Servers listen on free 127.0.0.1 ports (port 0, read back from their
@@ -177,6 +201,28 @@ check_py() {
         "$@" >>"$py_log" 2>&1
 }
 
+# run_ic MODE CASE... -- ARGS...: py_user_ic.py MODE ARGS against the current
+# server, output to $LOGS/ic-MODE.client.log; relays its PASS/FAIL lines and
+# fails each CASE it did not report.
+run_ic() {
+    local mode=$1 rc=0 c log cases=()
+    shift
+    while [[ $# -gt 0 && $1 != -- ]]; do cases+=("$1"); shift; done
+    [[ $# -gt 0 ]] && shift
+    log=$LOGS/ic-$mode.client.log
+    timeout -k 5 "$CLIENT_TIMEOUT" env PYTHONPATH="$GEN" "$PY" \
+        "$HERE/py_user_ic.py" "$mode" --target "127.0.0.1:$server_port" \
+        "$@" >"$log" 2>&1 || rc=$?
+    grep -E '^(PASS|FAIL) example user-' "$log"
+    failures=$((failures + $(grep -cE '^FAIL example user-' "$log")))
+    for c in "${cases[@]}"; do
+        if ! grep -qE "^(PASS|FAIL) example user-$c( |:|$)" "$log"; then
+            fail "$c" "no result (py_user_ic.py $mode exited with $rc)"
+            show_log "py_user_ic.py output" "$log"
+        fi
+    done
+}
+
 # run_client CASE LOG TARGET [ARGS...]: user_client's six steps must succeed.
 run_client() {
     local name=$1 log=$2 target=$3 rc=0
@@ -257,11 +303,51 @@ if start_server c "$slog" --suspend 5; then
         fail py-suite "py_user_check.py exited with status $rc"
         show_log "py_user_check.py output" "$py_log"
     fi
+    # (e) the request_id interceptor, on by default.
+    run_ic headers ic-request-id-echo ic-request-id-generated \
+        ic-request-id-stream ic-request-id-too-long
     stop_case py-server-exit "$slog"
 else
     fail py-suite "user_server did not start"
     show_log "server log" "$slog"
 fi
+
+# check_log_default SERVER_LOG CLIENT_LOG...: (e) logging on by default.  The
+# server's stderr: the chain line, one logging-interceptor line per call of
+# the clients (12 calls for two runs), with a generated request id, and the
+# stream handlers' own lines; each user_client log: one line per call.
+LOG_SERVER_OK='^minirpc server /user\.UserService/[A-Za-z]+ peer=ipv4:127\.0\.0\.1:[0-9]+ status=OK duration_ms=[0-9.]+ in=[0-9]+ out=[0-9]+ request_id="[0-9a-f-]{36}"$'
+LOG_CLIENT_OK='^minirpc client /user\.UserService/[A-Za-z]+ peer=ipv4:127\.0\.0\.1:[0-9]+ status=OK duration_ms=[0-9.]+ in=[0-9]+ out=[0-9]+$'
+LOG_HANDLER='^user_server: (StreamUsers|CreateBatchUsers|ChatWithUsers) handler ipv4:127\.0\.0\.1:[0-9]+ -> '
+check_log_default() {
+    local slog=$1 clog n m
+    shift
+    local want_chain='user_server: interceptors, outermost first: logging, request_id (server-version 1.0.0), recovery'
+    n=$(grep -cE "$LOG_SERVER_OK" "$slog")
+    m=$(grep -cE "$LOG_HANDLER" "$slog")
+    if ! grep -qxF "$want_chain" "$slog"; then
+        fail log-default "no \"$want_chain\" line in the server log ($slog)"
+        show_log "server log" "$slog"
+        return 1
+    elif [[ $n -ne $((6 * $#)) ]]; then
+        fail log-default "$n logging-interceptor lines (status=OK, request_id) in the server log for $# client runs, expected $((6 * $#)) ($slog)"
+        show_log "server log" "$slog"
+        return 1
+    elif [[ $m -ne $((3 * $#)) ]]; then
+        fail log-default "$m stream handler lines in the server log, expected $((3 * $#)) ($slog)"
+        show_log "server log" "$slog"
+        return 1
+    fi
+    for clog in "$@"; do
+        n=$(grep -cE "$LOG_CLIENT_OK" "$clog")
+        if [[ $n -ne 6 ]]; then
+            fail log-default "$n client logging lines in $clog, expected 6"
+            show_log "user_client output" "$clog"
+            return 1
+        fi
+    done
+    pass log-default
+}
 
 # --- (b) user_client -> grpcio server; user_client -> user_server --------------
 slog=$LOGS/c-client-py-server.server.log
@@ -285,6 +371,7 @@ if start_server c "$slog"; then
         else
             fail c-client-c-server "second run did not create user 7 (log: $clog.2)"
         fi
+        check_log_default "$slog" "$clog.1" "$clog.2"
     fi
     stop_case c-client-c-server-exit "$slog"
 else
@@ -466,6 +553,110 @@ if start_server c "$slog" --grace-ms 1000; then
     wait "$hold" 2>/dev/null
 else
     fail stream-shutdown "user_server did not start"
+    show_log "server log" "$slog"
+fi
+
+# --- (e) interceptors: auth, rate limit, logging off ----------------------------
+TOKEN=user-s3cret-token
+slog=$LOGS/ic-auth.server.log
+if start_server c "$slog" --auth-token "$TOKEN"; then
+    run_ic auth ic-auth-accepted ic-auth-missing ic-auth-wrong-token \
+        ic-auth-not-bearer ic-auth-refused-request-id -- --token "$TOKEN"
+    # The refused calls are logged, with their status, message and id.
+    want_chain="user_server: interceptors, outermost first: logging, request_id (server-version 1.0.0), auth (1 token), recovery"
+    if ! grep -qxF "$want_chain" "$slog"; then
+        fail ic-auth-log "no \"$want_chain\" line in the server log ($slog)"
+    elif ! grep -qE '^minirpc server /user\.UserService/ChatWithUsers peer=ipv4:127\.0\.0\.1:[0-9]+ status=UNAUTHENTICATED .* message="missing authorization metadata' "$slog" ||
+         ! grep -qE '^minirpc server /user\.UserService/CreateUser .* status=UNAUTHENTICATED .* message="invalid token"$' "$slog" ||
+         ! grep -qE '^minirpc server /user\.UserService/GetUser .* status=UNAUTHENTICATED .* request_id="refused-42" ' "$slog"; then
+        fail ic-auth-log "the server did not log the refused calls (log: $slog)"
+        show_log "server log" "$slog"
+    else
+        pass ic-auth-log
+    fi
+    # user_client with the token: the six steps.
+    run_client c-client-token "$LOGS/c-client-token.client.log" \
+        "127.0.0.1:$server_port" --token "$TOKEN" --stream-delay 0 &&
+        pass c-client-token
+    # Without it, or with a wrong one: exit status 1 and a clear message.
+    clog=$LOGS/c-client-no-token.client.log
+    rc=0
+    timeout -k 5 "$CLIENT_TIMEOUT" "$CLIENT" --target "127.0.0.1:$server_port" \
+        --stream-delay 0 >"$clog" 2>&1 || rc=$?
+    rc2=0
+    timeout -k 5 "$CLIENT_TIMEOUT" "$CLIENT" --target "127.0.0.1:$server_port" \
+        --stream-delay 0 --token "$TOKEN-wrong" >"$clog.2" 2>&1 || rc2=$?
+    if [[ $rc -ne 1 ]]; then
+        fail c-client-no-token "user_client without --token exited with $rc, expected 1 (log: $clog)"
+        show_log "user_client output" "$clog"
+    elif ! grep -qF 'step 1 CreateUser failed: UNAUTHENTICATED: missing authorization metadata' "$clog" ||
+         ! grep -qF '6 of 6 steps failed' "$clog" ||
+         ! grep -qF 'user_client: the server requires a token (UNAUTHENTICATED): run with --token TOKEN' "$clog"; then
+        fail c-client-no-token "user_client without --token did not say why it failed (log: $clog)"
+        show_log "user_client output" "$clog"
+    elif [[ $rc2 -ne 1 ]] || ! grep -qF 'step 2 GetUser failed: UNAUTHENTICATED: invalid token' "$clog.2" ||
+         ! grep -qF 'user_client: the server refused the token given with --token' "$clog.2"; then
+        fail c-client-no-token "user_client with a wrong token: exit status $rc2 (log: $clog.2)"
+        show_log "user_client output" "$clog.2"
+    elif grep -qE "$SAN_RE" "$clog" "$clog.2"; then
+        fail c-client-no-token "sanitizer report in the user_client output ($clog)"
+    else
+        pass c-client-no-token
+    fi
+    stop_case ic-auth-server-exit "$slog"
+else
+    fail ic-auth "user_server --auth-token did not start"
+    show_log "server log" "$slog"
+fi
+
+# --rate-limit 2: a fresh server (its bucket untouched).
+slog=$LOGS/ic-ratelimit.server.log
+if start_server c "$slog" --rate-limit 2; then
+    run_ic ratelimit ic-ratelimit -- --rate 2
+    if ! grep -qE '^minirpc server /user\.UserService/ListUsers .* status=RESOURCE_EXHAUSTED .* message="rate limit exceeded"$' "$slog"; then
+        fail ic-ratelimit-log "no RESOURCE_EXHAUSTED line in the server log ($slog)"
+        show_log "server log" "$slog"
+    else
+        pass ic-ratelimit-log
+    fi
+    stop_case ic-ratelimit-server-exit "$slog"
+else
+    fail ic-ratelimit "user_server --rate-limit did not start"
+    show_log "server log" "$slog"
+fi
+
+slog=$LOGS/ic-auth-ratelimit.server.log
+if start_server c "$slog" --auth-token "$TOKEN" --rate-limit 2; then
+    run_ic auth-first ic-auth-before-ratelimit -- --token "$TOKEN" --rate 2
+    stop_case ic-auth-ratelimit-server-exit "$slog"
+else
+    fail ic-auth-before-ratelimit "user_server did not start"
+    show_log "server log" "$slog"
+fi
+
+# --quiet on both sides: no per-call line (the server's start and stop lines
+# stay).
+slog=$LOGS/log-quiet.server.log
+clog=$LOGS/log-quiet.client.log
+if start_server c "$slog" --quiet; then
+    if run_client log-quiet "$clog" "127.0.0.1:$server_port" --quiet \
+            --stream-delay 0; then
+        if grep -qE '^minirpc |handler ' "$slog"; then
+            fail log-quiet "per-call lines in the log of user_server --quiet ($slog)"
+            show_log "server log" "$slog"
+        elif grep -qE '^minirpc ' "$clog"; then
+            fail log-quiet "per-call lines in the output of user_client --quiet ($clog)"
+            show_log "user_client output" "$clog"
+        elif ! grep -qxF "user_server: interceptors, outermost first: request_id (server-version 1.0.0), recovery" "$slog"; then
+            fail log-quiet "the chain line of user_server --quiet is not right ($slog)"
+            show_log "server log" "$slog"
+        else
+            pass log-quiet
+        fi
+    fi
+    stop_case log-quiet-server-exit "$slog"
+else
+    fail log-quiet "user_server --quiet did not start"
     show_log "server log" "$slog"
 fi
 
