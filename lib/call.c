@@ -5,6 +5,7 @@
 #include "compress.h"
 #include "interceptor.h"
 #include "metadata.h"
+#include "pbcheck.h"
 #include "server_int.h"
 #include "status.h"
 #include "timeout.h"
@@ -394,6 +395,11 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
   }
   const ProtobufCMessageDescriptor *d =
       call->is_server ? m->request : m->response;
+  if (!mrpc__pb_strings_ok(d, msg, len)) {
+    rx_fail(call, MRPC_STATUS_INTERNAL,
+            "a string field is not valid UTF-8 or holds a NUL byte");
+    return 1;
+  }
   ProtobufCMessage *pm = protobuf_c_message_unpack(d, NULL, len, msg);
   if (!pm) {
     rx_fail(call, MRPC_STATUS_INTERNAL,
@@ -794,12 +800,16 @@ static void op_task(mrpc__task *t, int cancelled) {
   } else if (op->chunk && op->kind == OP_SEND) {
     mrpc__free(op->call->alloc, op->chunk);
   }
+  if (op->kind != OP_WRITABLE) atomic_fetch_sub(&op->call->pending_ops, 1);
   op_free(op);
 }
 
-/* Runs op now on the loop thread, or queues a heap copy to it. */
+/* Runs op now on the loop thread, or queues a heap copy to it.  On the loop
+ * thread it still queues while operations from other threads wait: a send
+ * made on a worker before a finish made on the I/O thread must go first. */
 static int op_submit(call_op *op) {
-  if (mrpc__loop_on_thread(op->call->loop)) {
+  if (mrpc__loop_on_thread(op->call->loop) &&
+      atomic_load(&op->call->pending_ops) == 0) {
     op_run(op);
     mrpc_metadata_del(op->md);
     free(op->msg);
@@ -816,6 +826,7 @@ static int op_submit(call_op *op) {
   }
   *h = *op;
   mrpc_call_ref(h->call);
+  atomic_fetch_add(&h->call->pending_ops, 1);
   h->task.fn = op_task;
   mrpc__loop_post(h->call->loop, &h->task);
   return 0;

@@ -86,6 +86,10 @@ struct mrpc_call {
   atomic_size_t queued; /* bytes in sq, counted from any thread */
   size_t in_conn;       /* bytes of sq counted in the connection's total */
   atomic_int want_writable;
+  /* Operations queued from other threads and not run yet: while any are,
+   * the I/O thread queues its own behind them, so that they take effect in
+   * the order they were made. */
+  atomic_int pending_ops;
   atomic_uint n_sent; /* flags read by other threads are atomic */
   mrpc_metadata *out_headers, *out_trailers; /* server */
   atomic_int headers_sent;

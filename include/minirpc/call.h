@@ -48,9 +48,16 @@ typedef struct mrpc_method {
  * they act at once, from other threads they are queued to the I/O thread in
  * the order made.  Errors are reported from what the calling thread can see;
  * an operation queued from another thread that the call can no longer take
- * when it runs (the call ended meanwhile) is dropped.  On the I/O thread,
- * mrpc_call_cancel delivers on_done before it returns; no other function
- * calls back into the application synchronously.
+ * when it runs (the call ended meanwhile) is dropped.  Operations on one
+ * call take effect in the order they were made, whatever thread made them
+ * (on the I/O thread an operation waits behind those still queued from other
+ * threads).  On the I/O thread with nothing queued, mrpc_call_cancel
+ * delivers on_done before it returns; no other function calls back into the
+ * application synchronously.
+ *
+ * Received string fields must be valid UTF-8 without NUL bytes (protobuf-c
+ * keeps them as C strings): a message that breaks this ends the call with
+ * INTERNAL, as a message that does not parse.
  *
  * The library enforces cardinality: a second request on a unary or
  * server-streaming method, or none at all, ends the call with UNIMPLEMENTED

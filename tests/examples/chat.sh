@@ -1,0 +1,466 @@
+#!/usr/bin/env bash
+# Tests of examples/chat (a chat room, bidirectional streaming).
+#
+#   tests/examples/chat.sh BUILD_DIR        (e.g. build, build-asan)
+#
+# Runs BUILD_DIR/bin/chat_server on free 127.0.0.1 ports (port 0, read back
+# from its "listening on" line) with a room of BUILD_DIR/bin/chat_client
+# processes, the blog's own Python chat client and a grpcio client built the
+# same way (tests/examples/chat/*.py, stubs generated into
+# BUILD_DIR/gen/py-chat), each fed through a FIFO.  Prints
+# "PASS example chat-<case>" / "FAIL example chat-<case>: why" per case;
+# exits non-zero if any failed.  Every server is stopped with SIGTERM and
+# must exit 0 with no sanitizer report on stderr.  Each run logs into its own
+# BUILD_DIR/example-logs/chat.XXXXXX/, removed when everything passed, kept
+# (and named) when not, so that runs on one BUILD_DIR may overlap.
+set -uo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 BUILD_DIR" >&2
+    exit 2
+fi
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/examples/chat
+mkdir -p "$1"
+BUILD_DIR=$(cd "$1" && pwd)
+BIN=$BUILD_DIR/bin
+GEN=$BUILD_DIR/gen/py-chat
+mkdir -p "$BUILD_DIR/example-logs" "$BUILD_DIR/gen"
+# Logs kept by failed runs go after an hour (no run lasts that long).
+find "$BUILD_DIR/example-logs" -maxdepth 1 -name 'chat.??????' -mmin +60 \
+    -exec rm -rf {} + 2>/dev/null
+LOGS=$(mktemp -d "$BUILD_DIR/example-logs/chat.XXXXXX")
+PY=/usr/bin/python3  # Debian's grpcio is only visible to the system python
+
+SERVER_LIFETIME=300
+CLIENT_LIFETIME=120
+STARTUP_TIMEOUT=20
+EXIT_TIMEOUT=30     # s from SIGTERM to exit
+failures=0
+server_pids=()
+client_pids=()
+
+pass() { echo "PASS example chat-$1"; }
+fail() {  # fail CASE WHY...
+    echo "FAIL example chat-$1: ${*:2}"
+    failures=$((failures + 1))
+}
+show() {
+    [[ -s $1 ]] || return 0
+    echo "  --- $1 ---"
+    tail -n 20 "$1" | sed 's/^/  | /'
+}
+sanitizer_report() {
+    grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: .*Sanitizer' "$1" 2>/dev/null
+}
+
+cleanup() {
+    local pid
+    for pid in "${client_pids[@]}" "${server_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${client_pids[@]}" "${server_pids[@]}"; do
+        wait "$pid" 2>/dev/null
+    done
+    rm -f "$LOGS"/*.in  # the FIFOs (a FIFO left behind blocks a grep -r)
+    if [[ $failures -eq 0 ]]; then
+        rm -rf "$LOGS"
+    else
+        echo "examples/chat: logs kept in $LOGS"
+    fi
+}
+trap cleanup EXIT
+
+start_server() {  # start_server NAME ARGS...: sets srv_pid srv_port srv_out srv_err
+    local name=$1
+    shift
+    srv_out=$LOGS/server-$name.out
+    srv_err=$LOGS/server-$name.err
+    timeout -k 60 "$SERVER_LIFETIME" "$BIN/chat_server" --listen 127.0.0.1:0 \
+        "$@" >"$srv_out" 2>"$srv_err" &
+    srv_pid=$!
+    server_pids+=("$srv_pid")
+    local i line
+    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
+        line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$srv_out")
+        if [[ -n $line ]]; then
+            srv_port=${line##*:}
+            return 0
+        fi
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    fail "server-$name" "did not start listening within ${STARTUP_TIMEOUT}s"
+    show "$srv_out"
+    show "$srv_err"
+    return 1
+}
+
+# stop_server NAME PID ERR: SIGTERM; the server must exit 0 within
+# EXIT_TIMEOUT s with no sanitizer report on stderr.  One that hangs gets its
+# threads' stacks dumped (gdb) into ERR.hang before it is killed.
+stop_server() {
+    local name=$1 pid=$2 err=$3 rc=0 p keep=() i t0 ms child
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null
+        fail "server-$name" "died during the run (status $?)"
+        show "$err"
+    else
+        child=$(pgrep -P "$pid" | head -n 1)  # the server, under timeout(1)
+        t0=$(date +%s%N)
+        kill -TERM "$pid"
+        for ((i = 0; i < EXIT_TIMEOUT * 20; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            if [[ -n $child ]]; then
+                command -v gdb >/dev/null &&
+                    timeout 60 gdb -p "$child" -batch \
+                        -ex 'thread apply all bt' >"$err.hang" 2>&1
+                kill -KILL "$child" 2>/dev/null
+            fi
+            wait "$pid" 2>/dev/null
+            fail "server-$name" "still running ${EXIT_TIMEOUT}s after SIGTERM" \
+                 "(stacks in $err.hang)"
+        else
+            wait "$pid" 2>/dev/null || rc=$?
+            ms=$((($(date +%s%N) - t0) / 1000000))
+            if [[ $rc -ne 0 ]]; then
+                fail "server-$name" "exited with status $rc on SIGTERM"
+                show "$err"
+            elif sanitizer_report "$err"; then
+                fail "server-$name" "sanitizer report on stderr"
+                show "$err"
+            else
+                ((ms > 3000)) && echo "  note: server-$name took $ms ms to exit"
+                pass "server-$name"
+            fi
+        fi
+    fi
+    for p in "${server_pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    server_pids=("${keep[@]}")
+}
+
+# Clients, each fed through a FIFO held open by this script.
+declare -A cl_pid cl_fd
+# start_client ID KIND TARGET [ARGS...]: KIND c (chat_client --name ID),
+# py (py_chat.py TARGET ID ARGS), blog (blog_chat.py TARGET).  Output in
+# $LOGS/ID.out (stdout) and $LOGS/ID.err.
+start_client() {
+    local id=$1 kind=$2 target=$3
+    shift 3
+    local fifo=$LOGS/$id.in fd
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    case $kind in
+    c)    timeout -k 5 "$CLIENT_LIFETIME" "$BIN/chat_client" --target "$target" \
+              --name "$id" "$@" <"$fifo" >"$LOGS/$id.out" 2>"$LOGS/$id.err" & ;;
+    py)   timeout -k 5 "$CLIENT_LIFETIME" env PYTHONPATH="$GEN" "$PY" -u \
+              "$HERE/py_chat.py" "$target" "$id" "$@" \
+              <"$fifo" >"$LOGS/$id.out" 2>"$LOGS/$id.err" & ;;
+    blog) timeout -k 5 "$CLIENT_LIFETIME" env PYTHONPATH="$GEN" "$PY" -u \
+              "$HERE/blog_chat.py" "$target" \
+              <"$fifo" >"$LOGS/$id.out" 2>"$LOGS/$id.err" & ;;
+    esac
+    cl_pid[$id]=$!
+    client_pids+=("$!")
+    exec {fd}>"$fifo"
+    cl_fd[$id]=$fd
+}
+say() { echo "$2" >&"${cl_fd[$1]}"; }  # say ID LINE
+hangup() {  # hangup ID: end of input
+    [[ -n ${cl_fd[$1]:-} ]] || return 0
+    exec {cl_fd[$1]}>&-
+    unset "cl_fd[$1]"
+}
+# finish ID SECONDS: waits for the client to exit; sets cl_rc (124: timed out).
+finish() {
+    local id=$1 i
+    for ((i = 0; i < $2 * 20; i++)); do
+        kill -0 "${cl_pid[$id]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "${cl_pid[$id]}" 2>/dev/null; then
+        kill -TERM "${cl_pid[$id]}"
+        wait "${cl_pid[$id]}" 2>/dev/null
+        cl_rc=124
+    else
+        wait "${cl_pid[$id]}" 2>/dev/null
+        cl_rc=$?
+    fi
+}
+# wait_all SECONDS PATTERN FILE...: true once every FILE has a line with
+# PATTERN (fixed string).
+wait_all() {
+    local secs=$1 pat=$2 i f ok
+    shift 2
+    for ((i = 0; i < secs * 20; i++)); do
+        ok=1
+        for f in "$@"; do
+            grep -qF -- "$pat" "$f" 2>/dev/null || { ok=0; break; }
+        done
+        [[ $ok -eq 1 ]] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+missing() {  # missing PATTERN FILE...: names the files without PATTERN
+    local pat=$1 f out=()
+    shift
+    for f in "$@"; do grep -qF -- "$pat" "$f" || out+=("$(basename "$f")"); done
+    echo "${out[*]}"
+}
+joined() { grep -c '^join:' "$1"; }
+wait_joins() {  # wait_joins LOG N
+    local i
+    for ((i = 0; i < 400; i++)); do
+        (($(joined "$1") >= $2)) && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---- setup -------------------------------------------------------------
+for prog in chat_server chat_client; do
+    if [[ ! -x $BIN/$prog ]]; then
+        echo "FAIL example chat-build: $BIN/$prog is missing (build it with make)"
+        exit 1
+    fi
+done
+if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
+    echo "FAIL example chat-setup: $PY cannot import grpc (python3-grpcio)"
+    exit 1
+fi
+mkdir -p "$GEN"
+# Generated aside, then renamed into $GEN file by file: a run that
+# overlaps this one never sees a half-written module.
+if ! timeout 60 protoc -I"$ROOT/examples/chat" --python_out="$LOGS" \
+        --grpc_out="$LOGS" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
+        "$ROOT/examples/chat/chat.proto" 2>"$LOGS/protoc.err" ||
+   ! mv -f "$LOGS/chat_pb2.py" "$LOGS/chat_pb2_grpc.py" "$GEN/"; then
+    echo "FAIL example chat-setup: protoc for Python failed"
+    show "$LOGS/protoc.err"
+    exit 1
+fi
+
+# ---- the room ------------------------------------------------------------
+if start_server room; then
+    T=127.0.0.1:$srv_port
+    room=("room" "$srv_pid" "$srv_err")
+    LOG=$srv_out
+    # alice, bob, eve: chat_client; carol, dave: grpcio; blog: the blog's
+    # client.  Each says hello once the server has logged all six joins, so
+    # that nobody misses a hello sent before it joined.
+    ids=(alice bob carol dave eve blog)
+    start_client alice c "$T"
+    start_client bob c "$T"
+    start_client carol py "$T"
+    start_client dave py "$T"
+    start_client eve c "$T"
+    start_client blog blog "$T"
+    outs=()
+    for id in "${ids[@]}"; do outs+=("$LOGS/$id.out"); done
+    ok=1
+    if ! wait_joins "$LOG" 6; then
+        fail room "only $(joined "$LOG") of 6 clients joined"
+        ok=0
+    fi
+    if [[ $ok -eq 1 ]]; then
+        for id in "${ids[@]}"; do say "$id" "hello from $id"; done
+        for id in "${ids[@]}"; do
+            if ! wait_all 20 "hello from $id" "${outs[@]}"; then
+                fail room "'hello from $id' did not reach: $(missing "hello from $id" "${outs[@]}")"
+                ok=0
+                break
+            fi
+        done
+    fi
+    if [[ $ok -eq 1 ]]; then
+        # Names as sent (ours: --name; grpcio: the user field), "anon-<n>"
+        # for the blog's client, which sends none.
+        if ! grep -q '^carol: hello from carol$' "$LOGS/alice.out" ||
+           ! grep -q '^anon-[0-9]*: hello from blog$' "$LOGS/bob.out" ||
+           ! grep -q '^Server: hello from alice$' "$LOGS/blog.out"; then
+            fail room "unexpected lines: $(head -n 6 "$LOGS/alice.out" | tr '\n' '|')"
+        else
+            pass room
+        fi
+        grep -q '^Server: hello from blog$' "$LOGS/blog.out" &&
+            grep -q 'hello from blog' "$LOGS/carol.out" &&
+            pass blog-client || fail blog-client "$(head -n 3 "$LOGS/blog.out")"
+    fi
+
+    # Leaving in three ways does not disturb the others: alice half-closes
+    # ("quit"), dave cancels, eve's process dies (connection lost).
+    if [[ $ok -eq 1 ]]; then
+        leaves=$(grep -c '^leave:' "$LOG")
+        say alice quit
+        say dave /cancel
+        # chat_client is the only child of eve's timeout(1) wrapper.
+        eve_pid=$(pgrep -P "${cl_pid[eve]}")
+        [[ -n $eve_pid ]] && kill -KILL "$eve_pid"
+        wait "${cl_pid[eve]}" 2>/dev/null  # (and no "Killed" job notice)
+        finish alice 10
+        alice_rc=$cl_rc
+        finish dave 10
+        for ((i = 0; i < 200; i++)); do
+            (($(grep -c '^leave:' "$LOG") >= leaves + 3)) && break
+            sleep 0.05
+        done
+        say bob "still here from bob"
+        say carol "still here from carol"
+        say blog "still here from blog"
+        rest=("$LOGS/bob.out" "$LOGS/carol.out" "$LOGS/blog.out")
+        if [[ $alice_rc -ne 0 ]]; then
+            fail leave "alice (half-close) exited with $alice_rc"
+            show "$LOGS/alice.err"
+        elif ! grep -q '^status: CANCELLED' "$LOGS/dave.out"; then
+            fail leave "dave (cancel): $(tail -n 1 "$LOGS/dave.out")"
+        elif (($(grep -c '^leave:' "$LOG") < leaves + 3)); then
+            fail leave "the server saw $(($(grep -c '^leave:' "$LOG") - leaves)) of 3 leave"
+        elif ! grep -q 'user=alice status=OK' "$LOG" ||
+             ! grep -q 'user=dave status=CANCELLED' "$LOG" ||
+             ! grep -q 'user=eve status=CANCELLED' "$LOG"; then
+            fail leave "leave lines: $(grep '^leave:' "$LOG" | tr '\n' '|')"
+        elif ! wait_all 20 "still here from bob" "${rest[@]}" ||
+             ! wait_all 20 "still here from carol" "${rest[@]}" ||
+             ! wait_all 20 "Server: still here from blog" "$LOGS/blog.out"; then
+            fail leave "the rest of the room stopped working"
+        elif grep -q 'still here' "$LOGS/alice.out"; then
+            fail leave "alice got messages after leaving"
+        elif sanitizer_report "$LOGS/alice.err"; then
+            fail leave "sanitizer report from chat_client"
+            show "$LOGS/alice.err"
+        else
+            pass leave
+        fi
+    fi
+
+    # End of input on chat_client: half-close, then exit 0 once the server
+    # ended the call; the blog's client likewise on "quit".
+    hangup carol
+    say blog quit
+    finish carol 10
+    crc=$cl_rc
+    finish blog 10
+    brc=$cl_rc
+    if [[ $crc -ne 0 || $brc -ne 0 ]]; then
+        fail quit "carol exited with $crc, blog with $brc"
+    elif ! grep -q '^status: OK' "$LOGS/carol.out"; then
+        fail quit "carol: $(tail -n 1 "$LOGS/carol.out")"
+    else
+        pass quit
+    fi
+
+    # Shutdown with bob still in the room: the server exits 0, bob is told
+    # (UNAVAILABLE) and exits 1 without waiting for more input.
+    stop_server "${room[@]}"
+    finish bob 10
+    if [[ $cl_rc -ne 1 ]] || ! grep -q 'UNAVAILABLE' "$LOGS/bob.err"; then
+        fail shutdown "bob exited with $cl_rc: $(cat "$LOGS/bob.err")"
+    elif sanitizer_report "$LOGS/bob.err"; then
+        fail shutdown "sanitizer report from chat_client"
+        show "$LOGS/bob.err"
+    else
+        pass shutdown
+    fi
+    for id in "${ids[@]}"; do hangup "$id"; done
+fi
+
+# ---- a slow member -------------------------------------------------------
+# slow joins with a 64 KiB HTTP/2 window and reads nothing; fast (ours) and
+# loud (grpcio) read everything; loud sends 1000 messages of 1 KiB, one every
+# 4 ms.  The room must not wait for slow: fast and loud get all 1000, in
+# order, while slow still reads nothing; slow is dropped once its queue
+# (512 KiB here, on top of its window) is full, and, once it reads, ends with
+# RESOURCE_EXHAUSTED.  (fast has that queue, two seconds of this traffic, as
+# slack: the room drops any member that falls that far behind.)
+if start_server slowroom --queue-bytes 524288; then
+    T=127.0.0.1:$srv_port
+    slowroom=("slowroom" "$srv_pid" "$srv_err")
+    LOG=$srv_out
+    start_client slow py "$T" --slow
+    wait_joins "$LOG" 1
+    start_client fast c "$T"
+    start_client loud py "$T"
+    if ! wait_joins "$LOG" 3; then
+        fail slow-member "only $(joined "$LOG") of 3 clients joined"
+    else
+        say loud "/blast 1000 1024 4"
+        if ! wait_all 60 "blast 999 " "$LOGS/fast.out" "$LOGS/loud.out"; then
+            fail slow-member "the fast members did not get every message:" \
+                 "fast $(grep -c 'blast' "$LOGS/fast.out"), loud $(grep -c 'blast' "$LOGS/loud.out")"
+        elif [[ $(grep -o '^loud: blast [0-9]*' "$LOGS/fast.out" | cut -d' ' -f3 |
+                  tr '\n' ' ') != "$(seq -s ' ' 0 999) " ]]; then
+            fail slow-member "fast did not get loud's 1000 messages once each, in order"
+        elif ! grep -q '^kick: id=1 reason=slow' "$LOG"; then
+            fail slow-member "slow was not dropped: $(grep -E '^(kick|leave)' "$LOG" | tr '\n' '|')"
+        else
+            say slow /read
+            if ! wait_all 20 "status: RESOURCE_EXHAUSTED" "$LOGS/slow.out"; then
+                fail slow-member "slow: $(tail -n 1 "$LOGS/slow.out" | head -c 200)"
+            else
+                got=$(grep -c ': blast ' "$LOGS/slow.out")
+                echo "  slow-member: slow got $got of 1000 before RESOURCE_EXHAUSTED"
+                pass slow-member
+            fi
+        fi
+    fi
+    # The others go on: fast says goodbye and loud sees it.
+    say fast "bye from fast"
+    if wait_all 20 "fast: bye from fast" "$LOGS/loud.out"; then
+        pass after-slow
+    else
+        fail after-slow "the room stopped after dropping slow"
+    fi
+    say slow quit
+    hangup fast
+    say loud quit
+    for id in slow fast loud; do
+        finish "$id" 10
+        [[ $id == slow ]] && continue  # ends RESOURCE_EXHAUSTED
+        [[ $cl_rc -eq 0 ]] || fail after-slow "$id exited with $cl_rc"
+    done
+    if sanitizer_report "$LOGS/fast.err"; then
+        fail after-slow "sanitizer report from chat_client"
+        show "$LOGS/fast.err"
+    fi
+    for id in slow fast loud; do hangup "$id"; done
+    stop_server "${slowroom[@]}"
+fi
+
+# ---- what the room relies on in libminirpc --------------------------------
+# Sends to one call from two threads, ordered by a mutex, must reach the
+# wire in that order; and mrpc_call_finish on the call's thread must not drop
+# a send that another thread made (and that returned 0) before it.  See
+# tests/examples/chat/send_order.c.
+SO=$BUILD_DIR/tests/examples/chat_send_order
+for mode in order finish; do
+    name=lib-send-order
+    [[ $mode == finish ]] && name=lib-send-then-finish
+    if [[ ! -x $SO ]]; then
+        fail "$name" "$SO is missing (build it with make)"
+        continue
+    fi
+    timeout 60 "$SO" "$mode" >"$LOGS/$name.out" 2>&1
+    rc=$?
+    if [[ $rc -eq 0 ]] && ! sanitizer_report "$LOGS/$name.out"; then
+        pass "$name"
+    elif [[ $rc -eq 1 ]]; then
+        why="libminirpc: $(head -n 1 "$LOGS/$name.out")"
+        [[ $mode == order ]] &&
+            why+=" (a send made on the call's I/O thread overtakes one made earlier on another thread, still queued as a task)"
+        [[ $mode == finish ]] &&
+            why+=" (mrpc_call_finish on the call's I/O thread drops a send another thread made before it, still queued as a task)"
+        fail "$name" "$why"
+    else
+        fail "$name" "exit status $rc: $(tail -n 5 "$LOGS/$name.out")"
+    fi
+done
+
+if [[ $failures -ne 0 ]]; then
+    echo "examples/chat ($BUILD_DIR): $failures failure(s)"
+    exit 1
+fi
+echo "examples/chat ($BUILD_DIR): all passed"

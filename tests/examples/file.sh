@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# Tests of examples/file (file upload, client streaming).
+#
+#   tests/examples/file.sh BUILD_DIR        (e.g. build, build-asan)
+#
+# Runs BUILD_DIR/bin/file_server on free 127.0.0.1 ports (port 0, read back
+# from its "listening on" line), storing into a scratch directory, against
+# the blog's own Python upload snippet, grpcio probes
+# (tests/examples/file/*.py, stubs generated into BUILD_DIR/gen/py-file) and
+# BUILD_DIR/bin/file_client.  Prints "PASS example file-<case>" /
+# "FAIL example file-<case>: why" per case; exits non-zero if any failed.
+# Every server is stopped with SIGTERM and must exit 0 with no sanitizer
+# report on stderr.  Each run logs into its own
+# BUILD_DIR/example-logs/file.XXXXXX/, removed when everything passed, kept
+# (and named) when not, so that runs on one BUILD_DIR may overlap.
+set -uo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 BUILD_DIR" >&2
+    exit 2
+fi
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/examples/file
+mkdir -p "$1"
+BUILD_DIR=$(cd "$1" && pwd)
+BIN=$BUILD_DIR/bin
+GEN=$BUILD_DIR/gen/py-file
+mkdir -p "$BUILD_DIR/example-logs" "$BUILD_DIR/gen"
+# Logs kept by failed runs go after an hour (no run lasts that long).
+find "$BUILD_DIR/example-logs" -maxdepth 1 -name 'file.??????' -mmin +60 \
+    -exec rm -rf {} + 2>/dev/null
+LOGS=$(mktemp -d "$BUILD_DIR/example-logs/file.XXXXXX")
+PY=/usr/bin/python3  # Debian's grpcio is only visible to the system python
+
+SERVER_LIFETIME=300
+STARTUP_TIMEOUT=20
+EXIT_TIMEOUT=30     # s from SIGTERM to exit
+failures=0
+server_pids=()
+
+pass() { echo "PASS example file-$1"; }
+fail() {  # fail CASE WHY...
+    echo "FAIL example file-$1: ${*:2}"
+    failures=$((failures + 1))
+}
+show() {
+    [[ -s $1 ]] || return 0
+    echo "  --- $1 ---"
+    tail -n 20 "$1" | sed 's/^/  | /'
+}
+sanitizer_report() {
+    grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: .*Sanitizer' "$1" 2>/dev/null
+}
+
+WORK=$LOGS/work   # scratch files; uploads go to $WORK/<server>/store
+cleanup() {
+    local pid
+    for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null; done
+    rm -rf "$WORK"
+    if [[ $failures -eq 0 ]]; then
+        rm -rf "$LOGS"
+    else
+        echo "examples/file: logs kept in $LOGS"
+    fi
+}
+trap cleanup EXIT
+
+# start_server NAME ARGS...: file_server on 127.0.0.1:0 storing into
+# $WORK/NAME/store; sets srv_pid, srv_port, srv_out (the call log), srv_err,
+# srv_dir.
+start_server() {
+    local name=$1
+    shift
+    srv_out=$LOGS/server-$name.out
+    srv_err=$LOGS/server-$name.err
+    srv_dir=$WORK/$name/store
+    mkdir -p "$srv_dir"
+    timeout -k 60 "$SERVER_LIFETIME" "$BIN/file_server" --listen 127.0.0.1:0 \
+        --dir "$srv_dir" "$@" >"$srv_out" 2>"$srv_err" &
+    srv_pid=$!
+    server_pids+=("$srv_pid")
+    local i line
+    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
+        line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$srv_out")
+        if [[ -n $line ]]; then
+            srv_port=${line##*:}
+            return 0
+        fi
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    fail "server-$name" "did not start listening within ${STARTUP_TIMEOUT}s"
+    show "$srv_out"
+    show "$srv_err"
+    return 1
+}
+
+# stop_server NAME PID ERR: SIGTERM; the server must exit 0 within
+# EXIT_TIMEOUT s with no sanitizer report on stderr.  One that hangs gets its
+# threads' stacks dumped (gdb) into ERR.hang before it is killed.
+stop_server() {
+    local name=$1 pid=$2 err=$3 rc=0 p keep=() i t0 ms child
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null
+        fail "server-$name" "died during the run (status $?)"
+        show "$err"
+    else
+        child=$(pgrep -P "$pid" | head -n 1)  # the server, under timeout(1)
+        t0=$(date +%s%N)
+        kill -TERM "$pid"
+        for ((i = 0; i < EXIT_TIMEOUT * 20; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            if [[ -n $child ]]; then
+                command -v gdb >/dev/null &&
+                    timeout 60 gdb -p "$child" -batch \
+                        -ex 'thread apply all bt' >"$err.hang" 2>&1
+                kill -KILL "$child" 2>/dev/null
+            fi
+            wait "$pid" 2>/dev/null
+            fail "server-$name" "still running ${EXIT_TIMEOUT}s after SIGTERM" \
+                 "(stacks in $err.hang)"
+        else
+            wait "$pid" 2>/dev/null || rc=$?
+            ms=$((($(date +%s%N) - t0) / 1000000))
+            if [[ $rc -ne 0 ]]; then
+                fail "server-$name" "exited with status $rc on SIGTERM"
+                show "$err"
+            elif sanitizer_report "$err"; then
+                fail "server-$name" "sanitizer report on stderr"
+                show "$err"
+            else
+                ((ms > 3000)) && echo "  note: server-$name took $ms ms to exit"
+                pass "server-$name"
+            fi
+        fi
+    fi
+    for p in "${server_pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    server_pids=("${keep[@]}")
+}
+
+py() { timeout -k 5 60 env PYTHONPATH="$GEN" "$PY" "$@"; }
+
+# wait_log FILE PATTERN COUNT: waits (10 s at most) until FILE has COUNT
+# lines matching PATTERN.
+wait_log() {
+    local i
+    for ((i = 0; i < 500; i++)); do
+        (($(grep -cE "$2" "$1") >= $3)) && return 0
+        sleep 0.02
+    done
+    return 1
+}
+
+listing() { (cd "$1" && ls -A); }  # every entry, dot files too
+
+# ---- setup -------------------------------------------------------------
+for prog in file_server file_client; do
+    if [[ ! -x $BIN/$prog ]]; then
+        echo "FAIL example file-build: $BIN/$prog is missing (build it with make)"
+        exit 1
+    fi
+done
+if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
+    echo "FAIL example file-setup: $PY cannot import grpc (python3-grpcio)"
+    exit 1
+fi
+mkdir -p "$GEN" "$WORK"
+# Generated aside, then renamed into $GEN file by file: a run that
+# overlaps this one never sees a half-written module.
+if ! timeout 60 protoc -I"$ROOT/examples/file" --python_out="$LOGS" \
+        --grpc_out="$LOGS" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
+        "$ROOT/examples/file/file.proto" 2>"$LOGS/protoc.err" ||
+   ! mv -f "$LOGS/file_pb2.py" "$LOGS/file_pb2_grpc.py" "$GEN/"; then
+    echo "FAIL example file-setup: protoc for Python failed"
+    show "$LOGS/protoc.err"
+    exit 1
+fi
+head -c $((3 * 1024 * 1024 + 12345)) /dev/urandom >"$WORK/blog.bin"
+head -c $((5 * 1024 * 1024)) /dev/urandom >"$WORK/random5.bin"
+head -c $((2 * 1024 * 1024 + 7)) /dev/urandom >"$WORK/random2.bin"
+: >"$WORK/empty.bin"
+
+# ---- main server (default limit, 100 MiB) --------------------------------
+if start_server main; then
+    T=127.0.0.1:$srv_port
+    main_pid=$srv_pid main_err=$srv_err
+    D=$srv_dir
+    LOG=$srv_out
+
+    # The blog's snippet as printed: chunks without a name, so the server
+    # makes one up; it prints the size the server reports.
+    py "$HERE/blog_upload.py" "$T" "$WORK/blog.bin" >"$LOGS/blog.out" 2>&1
+    rc=$?
+    stored=$(ls "$D")
+    want=$(stat -c %s "$WORK/blog.bin")
+    if [[ $rc -ne 0 ]]; then
+        fail blog-upload "exit status $rc: $(tail -n 3 "$LOGS/blog.out")"
+    elif [[ $(cat "$LOGS/blog.out") != "Uploaded: $want bytes" ]]; then
+        fail blog-upload "printed '$(cat "$LOGS/blog.out")'"
+    elif [[ $(echo "$stored" | wc -l) -ne 1 || $stored != upload-*-* ]]; then
+        fail blog-upload "stored files: '$stored'"
+    elif ! cmp -s "$D/$stored" "$WORK/blog.bin"; then
+        fail blog-upload "$stored differs from what was sent"
+    else
+        pass blog-upload
+    fi
+    rm -f "$D"/*
+
+    # Our client, a random 5 MiB file: its hash matches (checked by the
+    # client against its own, and here against the stored file).
+    timeout 60 "$BIN/file_client" --target "$T" "$WORK/random5.bin" \
+        --name random.bin >"$LOGS/c5.out" 2>"$LOGS/c5.err"
+    rc=$?
+    sha=$(sha256sum <"$WORK/random5.bin" | cut -d' ' -f1)
+    if [[ $rc -ne 0 ]]; then
+        fail c-client-5mib "exit status $rc: $(cat "$LOGS/c5.err")"
+    elif ! grep -q "sha256=$sha" "$LOGS/c5.out" ||
+         ! grep -q '^verified' "$LOGS/c5.out"; then
+        fail c-client-5mib "$(cat "$LOGS/c5.out")"
+    elif [[ $(sha256sum <"$D/random.bin" | cut -d' ' -f1) != "$sha" ]]; then
+        fail c-client-5mib "the stored file's hash differs"
+    elif sanitizer_report "$LOGS/c5.err"; then
+        fail c-client-5mib "sanitizer report from file_client"
+        show "$LOGS/c5.err"
+    elif [[ $(listing "$D") != random.bin ]]; then
+        fail c-client-5mib "left in the directory: $(listing "$D" | tr '\n' ' ')"
+    else
+        pass c-client-5mib
+    fi
+    rm -f "$D"/*
+
+    # grpcio with a name: the new fields (sha256, filename) agree with
+    # hashlib; an existing name is replaced.
+    py "$HERE/file_py.py" upload "$T" "$WORK/random2.bin" "two.bin" \
+        >"$LOGS/py-named.out" 2>&1
+    rc=$?
+    py "$HERE/file_py.py" upload "$T" "$WORK/random5.bin" "two.bin" \
+        >>"$LOGS/py-named.out" 2>&1
+    rc2=$?
+    if [[ $rc -ne 0 || $rc2 -ne 0 ]]; then
+        fail py-named "$(cat "$LOGS/py-named.out")"
+    elif ! cmp -s "$D/two.bin" "$WORK/random5.bin"; then
+        fail py-named "the second upload did not replace the first"
+    else
+        pass py-named
+    fi
+    rm -f "$D"/*
+
+    timeout 60 "$BIN/file_client" --target "$T" "$WORK/empty.bin" \
+        >"$LOGS/empty.out" 2>&1
+    if [[ $? -ne 0 || ! -f $D/empty.bin || -s $D/empty.bin ]]; then
+        fail empty-file "$(cat "$LOGS/empty.out")"
+    else
+        pass empty-file
+    fi
+    rm -f "$D"/*
+
+    # Traversal and odd names: INVALID_ARGUMENT, nothing written anywhere.
+    ok=1
+    for name in "../evil" "../../evil" "/tmp/evil" "a/b" "sub/../evil" \
+                ".." "." ".hidden" ".upload-XXXXXX" "   " 'a\\b' \
+                'bad\x01name' 'new\nline' 'del\x7f' \
+                "$(printf 'x%.0s' {1..256})"; do
+        py "$HERE/file_py.py" refuse "$T" "$name" INVALID_ARGUMENT \
+            >"$LOGS/refuse.out" 2>&1
+        if [[ $? -ne 0 ]]; then
+            fail bad-names "name '$name': $(cat "$LOGS/refuse.out")"
+            ok=0
+            break
+        fi
+    done
+    if [[ $ok -eq 1 ]]; then
+        # Not UTF-8 (grpcio can not send that: our client can).  The
+        # library refuses such a string field before the handler runs
+        # (INTERNAL, like any message that does not parse).
+        timeout 30 "$BIN/file_client" --target "$T" "$WORK/random2.bin" \
+            --name $'bad\xff\xfe' >"$LOGS/refuse-c.out" 2>&1
+        rc=$?
+        if [[ $rc -ne 1 ]] || ! grep -q "INTERNAL.*not valid UTF-8" "$LOGS/refuse-c.out"; then
+            fail bad-names "a name that is not UTF-8: $(cat "$LOGS/refuse-c.out")"
+            ok=0
+        fi
+    fi
+    if [[ $ok -eq 1 ]]; then
+        wait_log "$LOG" 'status=INVALID_ARGUMENT' 15
+        left=$(listing "$D"; listing "$WORK/main"; ls /tmp/evil 2>/dev/null)
+        if [[ $left != store ]]; then
+            fail bad-names "left behind: $(echo "$left" | tr '\n' ' ')"
+        else
+            pass bad-names
+        fi
+    fi
+    rm -f "$D"/*
+
+    # A NUL in the name: protobuf-c keeps strings NUL-terminated, so the
+    # library refuses a string field holding NUL (INTERNAL) instead of
+    # letting the handler see a name cut short.  Nothing may be stored.
+    py "$HERE/file_py.py" refuse "$T" 'evil\x00/../../escaped' INTERNAL \
+        >"$LOGS/nul.out" 2>&1
+    rc=$?
+    left=$(listing "$D")
+    if [[ $rc -eq 0 && -z $left && ! -e $WORK/escaped &&
+          ! -e $WORK/main/escaped ]]; then
+        pass nul-name-contained
+    else
+        fail nul-name-contained "$(cat "$LOGS/nul.out"); stored: $left"
+    fi
+    rm -f "$D"/*
+
+    # A cancelled upload leaves nothing: not the file, not its temporary.
+    n=$(grep -c 'status=CANCELLED' "$LOG")
+    py "$HERE/file_py.py" cancel "$T" "$D" >"$LOGS/cancel.out" 2>&1
+    rc=$?
+    if [[ $rc -ne 0 ]]; then
+        fail cancel "$(cat "$LOGS/cancel.out")"
+    elif ! wait_log "$LOG" 'status=CANCELLED' $((n + 1)); then
+        fail cancel "the server did not see the cancel"
+    elif [[ -n $(listing "$D") ]]; then
+        fail cancel "left behind: $(listing "$D" | tr '\n' ' ')"
+    else
+        pass cancel
+    fi
+    rm -f "$D"/* "$D"/.upload-*
+
+    # A client killed mid-upload (connection lost): the same.
+    n=$(grep -c 'status=CANCELLED' "$LOG")
+    # (No timeout(1) wrapper: $! must be the python itself, to kill it.
+    # It gives up on its own after 120 s.)
+    env PYTHONPATH="$GEN" "$PY" "$HERE/file_py.py" hang "$T" \
+        >"$LOGS/hang.out" 2>&1 &
+    hpid=$!
+    for ((i = 0; i < 500; i++)); do
+        [[ -n $(find "$D" -name '.upload-*' -size +0) ]] && break
+        sleep 0.02
+    done
+    kill -KILL "$hpid" 2>/dev/null
+    wait "$hpid" 2>/dev/null
+    if ! wait_log "$LOG" 'status=CANCELLED' $((n + 1)); then
+        fail disconnect "the server did not see the client go"
+    elif [[ -n $(listing "$D") ]]; then
+        fail disconnect "left behind: $(listing "$D" | tr '\n' ' ')"
+    else
+        pass disconnect
+    fi
+    rm -f "$D"/* "$D"/.upload-*
+
+    # Four uploads at once, each verified.
+    pids=()
+    for i in 1 2 3 4; do
+        timeout 60 "$BIN/file_client" --target "$T" "$WORK/random2.bin" \
+            --name "par$i.bin" >"$LOGS/par$i.out" 2>&1 &
+        pids+=($!)
+    done
+    ok=1
+    for i in 1 2 3 4; do
+        wait "${pids[$((i - 1))]}" || ok=0
+    done
+    if [[ $ok -ne 1 ]]; then
+        fail concurrent "$(cat "$LOGS"/par*.out)"
+    elif [[ $(listing "$D" | wc -l) -ne 4 ]]; then
+        fail concurrent "stored: $(listing "$D" | tr '\n' ' ')"
+    else
+        pass concurrent
+    fi
+    rm -f "$D"/*
+    stop_server main "$main_pid" "$main_err"
+fi
+
+# ---- a server that takes at most 1 MiB -----------------------------------
+if start_server small --max-bytes 1m; then
+    T=127.0.0.1:$srv_port
+    D=$srv_dir
+    LOG=$srv_out
+    small=("small" "$srv_pid" "$srv_err")
+    head -c $((1024 * 1024)) /dev/urandom >"$WORK/exact.bin"
+    timeout 60 "$BIN/file_client" --target "$T" "$WORK/random2.bin" \
+        >"$LOGS/big.out" 2>&1
+    rc=$?
+    sleep 0.1
+    if [[ $rc -ne 1 ]] || ! grep -q 'RESOURCE_EXHAUSTED' "$LOGS/big.out"; then
+        fail too-large "status $rc: $(cat "$LOGS/big.out")"
+    elif [[ -n $(listing "$D") ]]; then
+        fail too-large "left behind: $(listing "$D" | tr '\n' ' ')"
+    else
+        pass too-large
+    fi
+    # The blog's client gets the error as an exception.
+    py "$HERE/blog_upload.py" "$T" "$WORK/random5.bin" >"$LOGS/big-blog.out" 2>&1
+    if ! grep -q 'RESOURCE_EXHAUSTED' "$LOGS/big-blog.out" ||
+       [[ -n $(listing "$D") ]]; then
+        fail too-large-blog "$(tail -n 3 "$LOGS/big-blog.out")"
+    else
+        pass too-large-blog
+    fi
+    timeout 60 "$BIN/file_client" --target "$T" "$WORK/exact.bin" \
+        >"$LOGS/exact.out" 2>&1
+    if [[ $? -ne 0 ]] || ! cmp -s "$D/exact.bin" "$WORK/exact.bin"; then
+        fail limit-exact "$(cat "$LOGS/exact.out")"
+    else
+        pass limit-exact
+    fi
+    stop_server "${small[@]}"
+fi
+
+if [[ $failures -ne 0 ]]; then
+    echo "examples/file ($BUILD_DIR): $failures failure(s)"
+    exit 1
+fi
+echo "examples/file ($BUILD_DIR): all passed"

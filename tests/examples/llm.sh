@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# Tests of examples/llm (LLM token streaming, server streaming).
+#
+#   tests/examples/llm.sh BUILD_DIR        (e.g. build, build-asan)
+#
+# Runs BUILD_DIR/bin/llm_server on free 127.0.0.1 ports (port 0, read back
+# from its "listening on" line) against the blog's own Python client, grpcio
+# probes (tests/examples/llm/*.py, stubs generated into BUILD_DIR/gen/py-llm)
+# and BUILD_DIR/bin/llm_client.  Prints "PASS example llm-<case>" /
+# "FAIL example llm-<case>: why" per case; exits non-zero if any failed.
+# Every server is stopped with SIGTERM and must exit 0 with no sanitizer
+# report on stderr.  Each run logs into its own
+# BUILD_DIR/example-logs/llm.XXXXXX/, removed when everything passed, kept
+# (and named) when not, so that runs on one BUILD_DIR may overlap.
+set -uo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 BUILD_DIR" >&2
+    exit 2
+fi
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/examples/llm
+mkdir -p "$1"
+BUILD_DIR=$(cd "$1" && pwd)
+BIN=$BUILD_DIR/bin
+GEN=$BUILD_DIR/gen/py-llm
+mkdir -p "$BUILD_DIR/example-logs" "$BUILD_DIR/gen"
+# Logs kept by failed runs go after an hour (no run lasts that long).
+find "$BUILD_DIR/example-logs" -maxdepth 1 -name 'llm.??????' -mmin +60 \
+    -exec rm -rf {} + 2>/dev/null
+LOGS=$(mktemp -d "$BUILD_DIR/example-logs/llm.XXXXXX")
+PY=/usr/bin/python3  # Debian's grpcio is only visible to the system python
+
+SERVER_LIFETIME=300  # s: upper bound even if this script is killed hard
+STARTUP_TIMEOUT=20
+EXIT_TIMEOUT=30     # s from SIGTERM to exit
+failures=0
+server_pids=()
+
+pass() { echo "PASS example llm-$1"; }
+fail() {  # fail CASE WHY...
+    echo "FAIL example llm-$1: ${*:2}"
+    failures=$((failures + 1))
+}
+show() {  # show FILE: indented tail, for diagnosis
+    [[ -s $1 ]] || return 0
+    echo "  --- $1 ---"
+    tail -n 20 "$1" | sed 's/^/  | /'
+}
+sanitizer_report() {  # sanitizer_report FILE: true if FILE has one
+    grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: .*Sanitizer' "$1" 2>/dev/null
+}
+
+cleanup() {
+    local pid
+    for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null; done
+    if [[ $failures -eq 0 ]]; then
+        rm -rf "$LOGS"
+    else
+        echo "examples/llm: logs kept in $LOGS"
+    fi
+}
+trap cleanup EXIT
+
+# start_server NAME ARGS...: llm_server on 127.0.0.1:0 with ARGS; sets
+# srv_pid, srv_port, srv_out (its stdout: the call log), srv_err.
+start_server() {
+    local name=$1
+    shift
+    srv_out=$LOGS/server-$name.out
+    srv_err=$LOGS/server-$name.err
+    timeout -k 60 "$SERVER_LIFETIME" "$BIN/llm_server" --listen 127.0.0.1:0 \
+        "$@" >"$srv_out" 2>"$srv_err" &
+    srv_pid=$!
+    server_pids+=("$srv_pid")
+    local i line
+    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
+        line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$srv_out")
+        if [[ -n $line ]]; then
+            srv_port=${line##*:}
+            return 0
+        fi
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    fail "server-$name" "did not start listening within ${STARTUP_TIMEOUT}s"
+    show "$srv_out"
+    show "$srv_err"
+    return 1
+}
+
+# stop_server NAME PID ERR: SIGTERM; the server must exit 0 within
+# EXIT_TIMEOUT s with no sanitizer report on stderr.  One that hangs gets its
+# threads' stacks dumped (gdb) into ERR.hang before it is killed.
+stop_server() {
+    local name=$1 pid=$2 err=$3 rc=0 p keep=() i t0 ms child
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null
+        fail "server-$name" "died during the run (status $?)"
+        show "$err"
+    else
+        child=$(pgrep -P "$pid" | head -n 1)  # the server, under timeout(1)
+        t0=$(date +%s%N)
+        kill -TERM "$pid"
+        for ((i = 0; i < EXIT_TIMEOUT * 20; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            if [[ -n $child ]]; then
+                command -v gdb >/dev/null &&
+                    timeout 60 gdb -p "$child" -batch \
+                        -ex 'thread apply all bt' >"$err.hang" 2>&1
+                kill -KILL "$child" 2>/dev/null
+            fi
+            wait "$pid" 2>/dev/null
+            fail "server-$name" "still running ${EXIT_TIMEOUT}s after SIGTERM" \
+                 "(stacks in $err.hang)"
+        else
+            wait "$pid" 2>/dev/null || rc=$?
+            ms=$((($(date +%s%N) - t0) / 1000000))
+            if [[ $rc -ne 0 ]]; then
+                fail "server-$name" "exited with status $rc on SIGTERM"
+                show "$err"
+            elif sanitizer_report "$err"; then
+                fail "server-$name" "sanitizer report on stderr"
+                show "$err"
+            else
+                ((ms > 3000)) && echo "  note: server-$name took $ms ms to exit"
+                pass "server-$name"
+            fi
+        fi
+    fi
+    for p in "${server_pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    server_pids=("${keep[@]}")
+}
+
+py() { timeout -k 5 "${PYTIMEOUT:-60}" env PYTHONPATH="$GEN" "$PY" "$@"; }
+
+# ---- setup -------------------------------------------------------------
+for prog in llm_server llm_client; do
+    if [[ ! -x $BIN/$prog ]]; then
+        echo "FAIL example llm-build: $BIN/$prog is missing (build it with make)"
+        exit 1
+    fi
+done
+if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
+    echo "FAIL example llm-setup: $PY cannot import grpc (python3-grpcio)"
+    exit 1
+fi
+mkdir -p "$GEN"
+# Generated aside, then renamed into $GEN file by file: a run that
+# overlaps this one never sees a half-written module.
+if ! timeout 60 protoc -I"$ROOT/examples/llm" --python_out="$LOGS" \
+        --grpc_out="$LOGS" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
+        "$ROOT/examples/llm/llm.proto" 2>"$LOGS/protoc.err" ||
+   ! mv -f "$LOGS/llm_pb2.py" "$LOGS/llm_pb2_grpc.py" "$GEN/"; then
+    echo "FAIL example llm-setup: protoc for Python failed"
+    show "$LOGS/protoc.err"
+    exit 1
+fi
+
+# ---- the model on its own (cmocka) ----------------------------------------
+UNIT=$BUILD_DIR/tests/examples/llm_ngram_test
+if [[ ! -x $UNIT ]]; then
+    fail ngram-unit "$UNIT is missing (build it with make)"
+elif timeout 120 "$UNIT" >"$LOGS/ngram-unit.out" 2>&1 &&
+     ! sanitizer_report "$LOGS/ngram-unit.out"; then
+    pass ngram-unit
+else
+    fail ngram-unit "see $LOGS/ngram-unit.out"
+    show "$LOGS/ngram-unit.out"
+fi
+
+# ---- a quick server: 1 ms per token --------------------------------------
+if start_server fast --token-delay-ms 1; then
+    T=127.0.0.1:$srv_port
+    fast=("fast" "$srv_pid" "$srv_err")
+    fast_log=$srv_out
+
+    # The blog's snippet, as printed (prompt "안녕", no max_tokens: the
+    # server's default length), streams text: the same text the model gives
+    # offline, one token per message, ended by is_finished.
+    py "$HERE/blog_client.py" "$T" >"$LOGS/blog.out" 2>"$LOGS/blog.err"
+    rc=$?
+    offline=$(timeout 30 "$BIN/llm_server" --generate "안녕" 2>&1; echo x)
+    got=$(cat "$LOGS/blog.out"; echo; echo x)
+    if [[ $rc -ne 0 ]]; then
+        fail blog-client "exit status $rc"
+        show "$LOGS/blog.err"
+    elif [[ ! -s $LOGS/blog.out ]]; then
+        fail blog-client "printed nothing"
+    elif [[ $got != "$offline" ]]; then
+        fail blog-client "text differs from llm_server --generate"
+        echo "  blog:    $(head -c 200 "$LOGS/blog.out")"
+    else
+        pass blog-client
+    fi
+    py "$HERE/llm_py.py" stream "$T" "안녕" 0 >"$LOGS/shape.out" 2>&1
+    rc=$?
+    n=$(sed -n 's/^tokens=//p' "$LOGS/shape.out")
+    if [[ $rc -ne 0 ]]; then
+        fail stream-shape "$(head -n 3 "$LOGS/shape.out")"
+    elif [[ -z $n || $n -lt 40 || $n -gt 200 ]]; then
+        fail stream-shape "default length $n not within 40..200"
+    else
+        pass stream-shape
+    fi
+
+    # llm_client prints what the blog's client prints for the same prompt,
+    # and the same twice (deterministic per prompt); a shorter max_tokens
+    # gives a prefix.
+    prompt="Once upon a time"
+    timeout 60 "$BIN/llm_client" --target "$T" --prompt "$prompt" \
+        >"$LOGS/c-default.out" 2>"$LOGS/c-default.err"
+    rc=$?
+    py "$HERE/blog_client.py" "$T" "$prompt" >"$LOGS/py-default.out" 2>&1
+    c_text=$(cat "$LOGS/c-default.out"; echo x)
+    py_text=$(cat "$LOGS/py-default.out"; echo; echo x)
+    if [[ $rc -ne 0 ]]; then
+        fail same-text "llm_client exit status $rc"
+        show "$LOGS/c-default.err"
+    elif [[ $c_text != "$py_text" ]]; then
+        fail same-text "llm_client and the blog's client differ"
+        echo "  C:  $(head -c 200 "$LOGS/c-default.out")"
+        echo "  Py: $(head -c 200 "$LOGS/py-default.out")"
+    elif sanitizer_report "$LOGS/c-default.err"; then
+        fail same-text "sanitizer report from llm_client"
+        show "$LOGS/c-default.err"
+    else
+        pass same-text
+    fi
+    timeout 60 "$BIN/llm_client" --target "$T" --prompt "$prompt" \
+        --max-tokens 30 >"$LOGS/c-30a.out" 2>&1
+    timeout 60 "$BIN/llm_client" --target "$T" --prompt "$prompt" \
+        --max-tokens 30 >"$LOGS/c-30b.out" 2>&1
+    timeout 60 "$BIN/llm_client" --target "$T" --prompt "$prompt" \
+        --max-tokens 10 >"$LOGS/c-10.out" 2>&1
+    timeout 60 "$BIN/llm_client" --target "$T" --prompt "The Lion said" \
+        --max-tokens 30 >"$LOGS/c-other.out" 2>&1
+    a=$(cat "$LOGS/c-30a.out")
+    b=$(cat "$LOGS/c-30b.out")
+    p10=$(sed 's/ *$//' "$LOGS/c-10.out")
+    if [[ -z $a || $a != "$b" ]]; then
+        fail deterministic "two runs with one prompt differ"
+    elif [[ $a != "$p10"* ]]; then
+        fail deterministic "10 tokens are not a prefix of 30"
+    elif [[ $a == "$(cat "$LOGS/c-other.out")" ]]; then
+        fail deterministic "two prompts gave the same text"
+    else
+        pass deterministic
+    fi
+
+    # max_tokens honoured exactly, up to the limit (1024).
+    ok=1
+    for want in 1 2 17 100 1024; do
+        py "$HERE/llm_py.py" stream "$T" "The Fox" "$want" \
+            >"$LOGS/max-$want.out" 2>&1
+        got=$(sed -n 's/^tokens=//p' "$LOGS/max-$want.out")
+        if [[ $got != "$want" ]]; then
+            fail max-tokens "asked for $want, got '${got:-error}':" \
+                 "$(head -n 2 "$LOGS/max-$want.out")"
+            ok=0
+            break
+        fi
+    done
+    [[ $ok -eq 1 ]] && pass max-tokens
+
+    # Every INVALID_ARGUMENT case, from grpcio and from llm_client.
+    check_invalid() {  # check_invalid CASE PROMPT MAX
+        local name=$1 prompt=$2 max=$3 out=$LOGS/invalid-$1
+        py "$HERE/llm_py.py" invalid "$T" "$prompt" "$max" >"$out.py" 2>&1
+        local rc=$?
+        timeout 30 "$BIN/llm_client" --target "$T" --prompt "$prompt" \
+            --max-tokens "$max" >"$out.c" 2>"$out.c.err"
+        local crc=$?
+        if [[ $rc -ne 0 ]]; then
+            fail "invalid-$name" "grpcio: $(head -n 2 "$out.py")"
+        elif [[ $crc -ne 1 ]] ||
+             ! grep -q 'INVALID_ARGUMENT' "$out.c.err"; then
+            fail "invalid-$name" "llm_client: status $crc, $(head -n 1 "$out.c.err")"
+        elif sanitizer_report "$out.c.err"; then
+            fail "invalid-$name" "sanitizer report from llm_client"
+        else
+            pass "invalid-$name"
+        fi
+    }
+    check_invalid empty-prompt "" 5
+    check_invalid blank-prompt "  	 " 5
+    check_invalid negative-max-tokens "The Fox" -1
+    check_invalid max-tokens-over-limit "The Fox" 1025
+    check_invalid max-tokens-int32-max "The Fox" 2147483647
+
+    # The server is still fine after all that.
+    py "$HERE/llm_py.py" stream "$T" "The Fox" 3 >"$LOGS/after.out" 2>&1
+    if [[ $(sed -n 's/^tokens=//p' "$LOGS/after.out") == 3 ]]; then
+        pass still-serving
+    else
+        fail still-serving "$(head -n 2 "$LOGS/after.out")"
+    fi
+    stop_server "${fast[@]}"
+fi
+
+# ---- cancellation: 2 s per token ----------------------------------------
+# A cancelled call stops at once: the server's end-of-call line (tokens=1,
+# CANCELLED) comes well before the next token would have been due.  A server
+# that slept out its delay, or went on generating, would log it about 2 s
+# later, or with more tokens.  (The bound is 1 s: loaded machines, ASan.)
+if start_server slow --token-delay-ms 2000; then
+    T=127.0.0.1:$srv_port
+    slow=("slow" "$srv_pid" "$srv_err")
+    slow_log=$srv_out
+    py "$HERE/llm_py.py" cancel "$T" "The Fox" 100 1 "$slow_log" \
+        >"$LOGS/cancel.out" 2>&1
+    rc=$?
+    line=$(cat "$LOGS/cancel.out")
+    after=$(sed -n 's/^after_ms=\([0-9]*\).*/\1/p' "$LOGS/cancel.out")
+    if [[ $rc -ne 0 || -z $after ]]; then
+        fail cancel "$line"
+    elif [[ $line != *"tokens=1 status=CANCELLED"* ]]; then
+        fail cancel "the server went on: $line"
+    elif [[ $after -ge 1000 ]]; then
+        fail cancel "the server noticed only after ${after} ms: $line"
+    else
+        pass cancel
+    fi
+
+    # Ctrl-C on llm_client: it cancels the call, says so, exits 130; the
+    # server sees the cancel at once.
+    before=$(grep -c 'status=CANCELLED' "$slow_log")
+    timeout -k 5 60 "$BIN/llm_client" --target "$T" --prompt "The Fox" \
+        --max-tokens 100 >"$LOGS/sigint.out" 2>"$LOGS/sigint.err" &
+    cpid=$!
+    # Wait for the first token (2 s), then interrupt.
+    for ((i = 0; i < 300; i++)); do
+        [[ -s $LOGS/sigint.out ]] && break
+        sleep 0.05
+    done
+    sleep 0.2
+    t0=$(date +%s%N)
+    kill -INT "$cpid"
+    wait "$cpid"
+    rc=$?
+    t1=$(date +%s%N)
+    ms=$(((t1 - t0) / 1000000))
+    for ((i = 0; i < 100; i++)); do
+        (($(grep -c 'status=CANCELLED' "$slow_log") > before)) && break
+        sleep 0.02
+    done
+    if [[ $rc -ne 130 ]]; then
+        fail sigint "llm_client exited with $rc, not 130"
+        show "$LOGS/sigint.err"
+    elif [[ $ms -gt 3000 ]]; then
+        fail sigint "llm_client took ${ms} ms to exit"
+    elif ! grep -q 'interrupted' "$LOGS/sigint.err"; then
+        fail sigint "no message on stderr"
+        show "$LOGS/sigint.err"
+    elif sanitizer_report "$LOGS/sigint.err"; then
+        fail sigint "sanitizer report from llm_client"
+        show "$LOGS/sigint.err"
+    elif (($(grep -c 'status=CANCELLED' "$slow_log") <= before)); then
+        fail sigint "the server did not see the call cancelled"
+    else
+        pass sigint
+    fi
+    stop_server "${slow[@]}"
+fi
+
+# ---- flow control: no delay, a huge max_tokens, a slow reader ------------
+# The reader takes one message a second for 3 s with a 64 KiB HTTP/2 window.
+# The server must block in mrpc_stream_send once that window and its send
+# queue (256 KiB) are full, instead of generating all 5 million tokens into
+# memory: at >= 9 bytes per message on the wire, at most ~1 MiB (116508
+# tokens) can be in flight.  Its RSS is sampled meanwhile and must stay
+# within 32 MiB of where it started.
+if start_server flow --token-delay-ms 0 --max-tokens-limit 10000000; then
+    T=127.0.0.1:$srv_port
+    flow=("flow" "$srv_pid" "$srv_err")
+    rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+    child=$(pgrep -P "$srv_pid" llm_server || echo "$srv_pid")
+    rss0=$(rss "$child")
+    py "$HERE/llm_py.py" slow "$T" "The Fox" 5000000 3 \
+        >"$LOGS/slow.out" 2>&1 &
+    ppid_=$!
+    max_rss=$rss0
+    while kill -0 "$ppid_" 2>/dev/null; do
+        r=$(rss "$child")
+        [[ -n $r && $r -gt $max_rss ]] && max_rss=$r
+        sleep 0.2
+    done
+    wait "$ppid_"
+    rc=$?
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'status=CANCELLED' "$srv_out" && break
+        sleep 0.02
+    done
+    sent=$(sed -n 's/^generate:.* tokens=\([0-9]*\) status=CANCELLED.*/\1/p' \
+           "$srv_out" | tail -n 1)
+    if [[ $rc -ne 0 ]]; then
+        fail slow-reader "client: $(cat "$LOGS/slow.out")"
+    elif [[ -z $sent ]]; then
+        fail slow-reader "no end-of-call line from the server"
+        show "$srv_out"
+    elif [[ $sent -gt 116508 ]]; then
+        fail slow-reader "the server sent $sent tokens to a reader that took" \
+             "$(cat "$LOGS/slow.out"): not flow-controlled"
+    elif [[ -n $rss0 && $((max_rss - rss0)) -gt 32768 ]]; then
+        fail slow-reader "server RSS grew from ${rss0} to ${max_rss} KiB"
+    else
+        echo "  slow-reader: server sent $sent tokens; RSS ${rss0} -> max ${max_rss} KiB"
+        pass slow-reader
+    fi
+    stop_server "${flow[@]}"
+fi
+
+if [[ $failures -ne 0 ]]; then
+    echo "examples/llm ($BUILD_DIR): $failures failure(s)"
+    exit 1
+fi
+echo "examples/llm ($BUILD_DIR): all passed"
