@@ -12,7 +12,7 @@ PACKAGES=(
     libssl-dev libcmocka-dev zlib1g-dev libprotoc-dev libprotobuf-dev
     libsqlite3-dev sqlite3
     python3 python3-grpcio python3-protobuf python3-h2 python3-hyperframe
-    nghttp2-client ca-certificates
+    nghttp2-client ca-certificates openssl procps
     # Interop peers in Go and C++ (tests/interop/go, tests/interop/cpp).
     golang-go golang-google-grpc-dev golang-goprotobuf-dev protoc-gen-go-1-3
     libgrpc++-dev libprotobuf-dev
