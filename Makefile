@@ -58,6 +58,25 @@ PROGRAMS   := $(BUILD)/bin/interop_server $(BUILD)/bin/interop_client
 # PROGRAMS and TEST_SCRIPTS.
 include codegen/codegen.mk
 $(eval $(call mrpc_protos,tests/interop,test.proto))
+# The health and reflection services (lib/health.c, lib/reflection.c) are
+# generated from lib/proto/ into $(BUILD)/gen/grpc/... and compiled into the
+# library, with the plugin's C for descriptor.proto (reflection parses the
+# embedded FileDescriptorProtos with it).  docs/services.md.
+LIB_PROTOS := grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto \
+              grpc/reflection/v1alpha/reflection.proto
+$(eval $(call mrpc_protos,lib/proto,$(LIB_PROTOS)))
+LIB_GEN_HDRS := $(foreach p,$(LIB_PROTOS),$(BUILD)/gen/$(basename $(p)).pb-c.h \
+                  $(BUILD)/gen/$(basename $(p)).mrpc.h) \
+                $(CODEGEN_GEN)/google/protobuf/descriptor.pb-c.h
+LIB_OBJS += $(foreach p,$(LIB_PROTOS),$(BUILD)/obj/gen/$(basename $(p)).pb-c.o \
+              $(BUILD)/obj/gen/$(basename $(p)).mrpc.o) \
+            $(BUILD)/obj/gen/codegen/google/protobuf/descriptor.pb-c.o
+$(BUILD)/obj/lib/health.o $(BUILD)/obj/lib/reflection.o \
+$(BUILD)/obj/tests/e2e_health.o $(BUILD)/obj/tests/e2e_reflection.o: \
+    | $(LIB_GEN_HDRS)
+# Their --serve mode (tests/examples/services.sh).
+$(BUILD)/obj/tests/e2e_health.o $(BUILD)/obj/tests/e2e_reflection.o: \
+    tests/services/serve.h tests/e2e_common.h
 include examples/examples.mk
 .SECONDARY:
 

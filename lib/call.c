@@ -49,6 +49,12 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
   return call;
 }
 
+void mrpc__call_set_peer(mrpc_call *call, const char *peer) {
+  size_t n = strnlen(peer, sizeof call->peer - 1);
+  memcpy(call->peer, peer, n);
+  call->peer[n] = '\0';
+}
+
 mrpc_call *mrpc_call_ref(mrpc_call *call) {
   atomic_fetch_add(&call->refs, 1);
   return call;
@@ -80,27 +86,35 @@ void mrpc_call_unref(mrpc_call *call) {
 /* ---- header lists ---- */
 
 void mrpc__hdrbuf_init(mrpc__hdrbuf *hb, const mrpc_allocator *alloc) {
-  memset(hb, 0, sizeof *hb);
   hb->alloc = alloc;
+  hb->h = hb->inline_h;
+  hb->cap = sizeof hb->inline_h / sizeof hb->inline_h[0];
+  hb->n = 0;
+  hb->owned = hb->inline_owned;
+  hb->cap_owned = sizeof hb->inline_owned / sizeof hb->inline_owned[0];
+  hb->n_owned = 0;
+  hb->oom = 0;
 }
 
 void mrpc__hdrbuf_free(mrpc__hdrbuf *hb) {
   for (size_t i = 0; i < hb->n_owned; i++) mrpc__free(hb->alloc, hb->owned[i]);
-  mrpc__free(hb->alloc, hb->owned);
-  mrpc__free(hb->alloc, hb->h);
-  memset(hb, 0, sizeof *hb);
+  if (hb->owned != hb->inline_owned) mrpc__free(hb->alloc, hb->owned);
+  if (hb->h != hb->inline_h) mrpc__free(hb->alloc, hb->h);
+  mrpc__hdrbuf_init(hb, hb->alloc);
 }
 
 static void hdrbuf_push(mrpc__hdrbuf *hb, const char *name, size_t nlen,
                         const char *value, size_t vlen) {
   if (hb->oom) return;
   if (hb->n == hb->cap) {
-    size_t cap = hb->cap ? hb->cap * 2 : 16;
-    mrpc__hdr *h = mrpc__realloc(hb->alloc, hb->h, cap * sizeof *h);
+    size_t cap = hb->cap * 2;
+    mrpc__hdr *h = mrpc__malloc(hb->alloc, cap * sizeof *h);
     if (!h) {
       hb->oom = 1;
       return;
     }
+    memcpy(h, hb->h, hb->n * sizeof *h);
+    if (hb->h != hb->inline_h) mrpc__free(hb->alloc, hb->h);
     hb->h = h;
     hb->cap = cap;
   }
@@ -114,13 +128,15 @@ static char *hdrbuf_own(mrpc__hdrbuf *hb, char *s) {
     return NULL;
   }
   if (hb->n_owned == hb->cap_owned) {
-    size_t cap = hb->cap_owned ? hb->cap_owned * 2 : 8;
-    char **o = mrpc__realloc(hb->alloc, hb->owned, cap * sizeof *o);
+    size_t cap = hb->cap_owned * 2;
+    char **o = mrpc__malloc(hb->alloc, cap * sizeof *o);
     if (!o) {
       mrpc__free(hb->alloc, s);
       hb->oom = 1;
       return NULL;
     }
+    memcpy(o, hb->owned, hb->n_owned * sizeof *o);
+    if (hb->owned != hb->inline_owned) mrpc__free(hb->alloc, hb->owned);
     hb->owned = o;
     hb->cap_owned = cap;
   }
@@ -154,10 +170,12 @@ void mrpc__hdrbuf_add_md(mrpc__hdrbuf *hb, const mrpc_metadata *md) {
 
 /* Adds grpc-status, grpc-message and grpc-status-details-bin. */
 static void hdrbuf_add_status(mrpc__hdrbuf *hb, const mrpc_status *st) {
-  char *code = hdrbuf_own(hb, mrpc__malloc(hb->alloc, 4));
-  if (!code) return;
-  int n = snprintf(code, 4, "%d", (int)st->code);
-  hdrbuf_push(hb, "grpc-status", 11, code, (size_t)n);
+  /* 0..16: one or two digits, no printf on the hot path. */
+  unsigned c = (unsigned)st->code > 99 ? 2 : (unsigned)st->code;
+  size_t n = 0;
+  if (c >= 10) hb->scratch[n++] = (char)('0' + c / 10);
+  hb->scratch[n++] = (char)('0' + c % 10);
+  hdrbuf_push(hb, "grpc-status", 11, hb->scratch, n);
   if (st->message && st->message[0]) {
     size_t mlen = strlen(st->message);
     size_t elen = mrpc__percent_encode((const uint8_t *)st->message, mlen, NULL);
@@ -580,8 +598,11 @@ static int submit_headers(mrpc_call *call, int trailers_only) {
 
 /* Server: puts the status on the wire (trailers-only if nothing was sent). */
 static void server_send_status(mrpc_call *call) {
-  /* End hooks see the status first and may change it or add trailers. */
+  /* End hooks see the status first and may change it or add trailers;
+   * what they add must act now, not queue behind other threads' ops. */
+  call->in_end_hooks = 1;
   mrpc__ic_end(call, &call->status);
+  call->in_end_hooks = 0;
   call->finishing = 1;
   if (!call->conn) return;
   if (!call->headers_sent) {
@@ -674,7 +695,7 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
                   : mrpc__conn_submit_request(conn, call, hb.h, hb.n);
   mrpc__hdrbuf_free(&hb);
   if (rv == 0) {
-    snprintf(call->peer, sizeof call->peer, "%s", mrpc__conn_peer(conn));
+    mrpc__call_set_peer(call, mrpc__conn_peer(conn));
     size_t n = 0;
     for (mrpc__chunk *c = call->sq_head; c; c = c->next) n += c->len - c->off;
     conn_account(call, (ssize_t)n);
@@ -795,12 +816,13 @@ static void op_free(call_op *op) {
 
 static void op_task(mrpc__task *t, int cancelled) {
   call_op *op = (call_op *)t;
+  /* Running now: what it triggers on this thread need not wait for it. */
+  if (op->kind != OP_WRITABLE) atomic_fetch_sub(&op->call->pending_ops, 1);
   if (!cancelled) {
     op_run(op);
   } else if (op->chunk && op->kind == OP_SEND) {
     mrpc__free(op->call->alloc, op->chunk);
   }
-  if (op->kind != OP_WRITABLE) atomic_fetch_sub(&op->call->pending_ops, 1);
   op_free(op);
 }
 
@@ -809,7 +831,7 @@ static void op_task(mrpc__task *t, int cancelled) {
  * made on a worker before a finish made on the I/O thread must go first. */
 static int op_submit(call_op *op) {
   if (mrpc__loop_on_thread(op->call->loop) &&
-      atomic_load(&op->call->pending_ops) == 0) {
+      (atomic_load(&op->call->pending_ops) == 0 || op->call->in_end_hooks)) {
     op_run(op);
     mrpc_metadata_del(op->md);
     free(op->msg);

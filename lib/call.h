@@ -27,11 +27,15 @@ typedef struct mrpc__chunk {
 /* Growable header list with the strings it had to make. */
 typedef struct mrpc__hdrbuf {
   const mrpc_allocator *alloc;
-  mrpc__hdr *h;
+  mrpc__hdr *h; /* inline_h until it outgrows it */
   size_t n, cap;
   char **owned;
   size_t n_owned, cap_owned;
   int oom;
+  /* Most header lists are short: no allocation for them. */
+  mrpc__hdr inline_h[16];
+  char *inline_owned[8];
+  char scratch[16]; /* grpc-status */
 } mrpc__hdrbuf;
 
 struct mrpc_call {
@@ -90,6 +94,7 @@ struct mrpc_call {
    * the I/O thread queues its own behind them, so that they take effect in
    * the order they were made. */
   atomic_int pending_ops;
+  int in_end_hooks; /* server end hooks running (loop thread) */
   atomic_uint n_sent; /* flags read by other threads are atomic */
   mrpc_metadata *out_headers, *out_trailers; /* server */
   atomic_int headers_sent;
@@ -134,6 +139,9 @@ typedef struct mrpc__call_cfg {
   uint32_t max_header_list;
   const mrpc_allocator *alloc;
 } mrpc__call_cfg;
+
+/* Copies a connection's peer string into the call (bounded, no printf). */
+void mrpc__call_set_peer(mrpc_call *call, const char *peer);
 
 /* Creates a call with one reference (the creator's).  Returns NULL on OOM. */
 mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,

@@ -58,7 +58,15 @@ struct mrpc_channel {
    * and why the last connection attempt failed (loop thread). */
   char *tls_host;
   char conn_err[384];
+  /* Keepalive time for new connections (0: off); doubled on GOAWAY
+   * "too_many_pings".  Written on the loop thread, read by tests. */
+  int64_t ka_time_ms;
 };
+
+/* Tests: the keepalive time the channel's next connection gets. */
+int64_t mrpc__channel_keepalive_time_ms(const mrpc_channel *ch) {
+  return __atomic_load_n(&ch->ka_time_ms, __ATOMIC_RELAXED);
+}
 
 /* The host part of an authority "host", "host:port" or "[v6]:port". */
 static char *authority_host(const mrpc_allocator *a, const char *auth) {
@@ -102,12 +110,17 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
   if (!o.max_send_message) o.max_send_message = SIZE_MAX;
   if (!o.send_queue_limit) o.send_queue_limit = 256 * 1024;
   if (o.tls && mrpc__tls_creds_is_server(o.tls)) return MRPC_ERR_INVAL;
+  if (o.keepalive_time_ms < 0) o.keepalive_time_ms = 0;
+  if (o.keepalive_time_ms && o.keepalive_time_ms < mrpc__keepalive_min_time_ms)
+    o.keepalive_time_ms = mrpc__keepalive_min_time_ms; /* keepalive.md */
+  if (o.keepalive_timeout_ms <= 0) o.keepalive_timeout_ms = 20000;
   const char *tls_override =
       o.tls ? mrpc__tls_creds_host_override(o.tls) : NULL;
   mrpc_channel *ch = mrpc__calloc(o.alloc, 1, sizeof *ch);
   if (!ch) return MRPC_ERR_NOMEM;
   ch->opts = o;
   ch->alloc = o.alloc;
+  ch->ka_time_ms = o.keepalive_time_ms;
   if (mrpc__addr_parse(target, &ch->target) != 0) {
     mrpc__free(o.alloc, ch);
     return MRPC_ERR_ADDR;
@@ -220,6 +233,10 @@ static void conn_ready(void *owner, mrpc__conn *c) {
 
 static void conn_goaway(void *owner, mrpc__conn *c) {
   mrpc_channel *ch = owner;
+  /* A8: the server found our pings too frequent: double the interval. */
+  if (mrpc__conn_got_too_many_pings(c) && ch->ka_time_ms &&
+      ch->ka_time_ms < INT64_MAX / 4)
+    __atomic_store_n(&ch->ka_time_ms, ch->ka_time_ms * 2, __ATOMIC_RELAXED);
   if (c == ch->conn) {
     ch->conn = NULL; /* new calls go to a new connection */
     ch->conn_ready = 0;
@@ -303,8 +320,16 @@ static void connect_next(mrpc_channel *ch) {
     }
     char peer[128];
     mrpc__addr_format(sa, ch->addr_lens[i], peer, sizeof peer);
-    mrpc__conn_cfg cfg = {0, 0, 8192, 16 * ch->opts.send_queue_limit,
-                          ch->alloc, ch->opts.tls, ch->tls_host};
+    mrpc__conn_cfg cfg = {0,
+                          0,
+                          8192,
+                          16 * ch->opts.send_queue_limit,
+                          ch->alloc,
+                          ch->opts.tls,
+                          ch->tls_host,
+                          NULL,
+                          {ch->ka_time_ms, ch->opts.keepalive_timeout_ms,
+                           ch->opts.keepalive_permit_without_calls != 0}};
     mrpc__conn *c;
     if (mrpc__conn_new(ch->loop, fd, 1, &cfg, peer, &channel_owner, ch, &c) !=
         0)

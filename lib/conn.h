@@ -31,6 +31,30 @@ typedef struct mrpc__conn_owner {
   void (*goaway)(void *owner, mrpc__conn *c);
 } mrpc__conn_owner;
 
+/* Server-side limits (docs/security.md, "Limits"), normalized by the
+ * server: 0 means off everywhere.  Kept by pointer; the owner's copy
+ * outlives its connections. */
+typedef struct mrpc__conn_limits {
+  int64_t ping_min_ms;   /* PERMIT_KEEPALIVE_TIME (0: any interval) */
+  int ping_permit_idle;  /* pings without calls are held to ping_min_ms */
+  int ping_strikes;      /* MAX_PING_STRIKES; < 0: never GOAWAY */
+  int64_t idle_ms;       /* MAX_CONNECTION_IDLE */
+  int64_t age_ms;        /* MAX_CONNECTION_AGE (jittered by +-10%) */
+  int64_t age_grace_ms;  /* MAX_CONNECTION_AGE_GRACE */
+  int64_t preface_ms;    /* client preface + first SETTINGS */
+  int64_t header_ms;     /* a header block that does not complete */
+  uint32_t max_resets;   /* per FLOOD_WINDOW: RST_STREAM we are made to send */
+  uint32_t max_empty;    /* empty DATA / HEADERS / CONTINUATION frames */
+  uint32_t max_unknown;  /* frames of unknown (extension) types */
+} mrpc__conn_limits;
+
+/* Client keepalive (keepalive.md): the time is clamped by the channel. */
+typedef struct mrpc__conn_keepalive {
+  int64_t time_ms;    /* 0: off */
+  int64_t timeout_ms; /* > 0 when time_ms is */
+  int permit_without_calls;
+} mrpc__conn_keepalive;
+
 typedef struct mrpc__conn_cfg {
   int is_server;
   uint32_t max_concurrent_streams; /* server: advertised and enforced */
@@ -40,6 +64,8 @@ typedef struct mrpc__conn_cfg {
   /* TLS credentials (NULL = plaintext h2c); kept alive by the owner. */
   struct mrpc_tls_creds *tls;
   const char *tls_host; /* client: name to verify and send as SNI */
+  const mrpc__conn_limits *limits; /* server; NULL: none (no checks at all) */
+  mrpc__conn_keepalive keepalive;  /* client */
 } mrpc__conn_cfg;
 
 /* Wraps a connected (server) or connecting (client) non-blocking socket.
@@ -58,6 +84,20 @@ void mrpc__conn_close(mrpc__conn *c);
 /* Starts a graceful close: GOAWAY notice now, the final GOAWAY shortly
  * after; the connection closes when its last stream ends. */
 void mrpc__conn_shutdown(mrpc__conn *c);
+
+/* The same with the debug data of the final GOAWAY ("max_idle",
+ * "max_age"; NULL: none).  why must be a static string. */
+void mrpc__conn_goaway(mrpc__conn *c, const char *why);
+
+/* Client: 1 if the peer's GOAWAY was ENHANCE_YOUR_CALM "too_many_pings"
+ * (A8: the channel then doubles its keepalive time). */
+int mrpc__conn_got_too_many_pings(const mrpc__conn *c);
+
+/* The channel's floor for the keepalive time (10 s); tests lower it. */
+extern int64_t mrpc__keepalive_min_time_ms;
+/* Tests: the keepalive time of the channel's next connection. */
+struct mrpc_channel;
+int64_t mrpc__channel_keepalive_time_ms(const struct mrpc_channel *ch);
 
 /* 1 once the connection can take no new calls (closing, or GOAWAY). */
 int mrpc__conn_draining(const mrpc__conn *c);

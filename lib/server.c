@@ -14,6 +14,7 @@
 #include <minirpc/server.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <pthread.h>
@@ -25,6 +26,7 @@
 #define MAX_LISTENERS 8
 #define ACCEPTS_PER_EVENT 64
 #define EMFILE_BACKOFF_MS 100
+#define DEFAULT_MAX_CONNECTIONS 32768
 
 typedef struct entry {
   const mrpc_method *m;
@@ -62,14 +64,54 @@ struct mrpc_server {
   mrpc__server_loop *loops;
   mrpc__pool *pool;
   int started, stopped;
+  /* Limits (docs/security.md): every connection points at these. */
+  mrpc__conn_limits limits;
+  int max_conns;
+  int n_open; /* connections open, all loops (atomic) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int loops_idle; /* loops with no connection left, during shutdown */
+  /* Run once when shutdown begins (health: NOT_SERVING). */
+  struct shutdown_hook {
+    mrpc__server_hook fn;
+    void *arg;
+  } *hooks;
+  size_t n_hooks;
 };
 
 void mrpc_server_opts_init(mrpc_server_opts *o) {
   memset(o, 0, sizeof *o);
   o->size = sizeof *o;
+}
+
+/* A time option: 0 = def, < 0 = off (0). */
+static int64_t ms_opt(int64_t v, int64_t def) {
+  return v == 0 ? def : v < 0 ? 0 : v;
+}
+
+/* A flood budget: 0 = 100, < 0 = no limit (0). */
+static uint32_t budget_opt(int v) {
+  return v == 0 ? 100 : v < 0 ? 0 : (uint32_t)v;
+}
+
+static void limits_init(mrpc_server *s, const mrpc_server_opts *o) {
+  mrpc__conn_limits *l = &s->limits;
+  l->ping_min_ms = ms_opt(o->keepalive_min_time_ms, 5 * 60 * 1000);
+  l->ping_permit_idle = o->keepalive_permit_without_calls != 0;
+  l->ping_strikes = o->max_ping_strikes == 0 ? 2
+                    : o->max_ping_strikes < 0 ? -1
+                                              : o->max_ping_strikes;
+  l->idle_ms = ms_opt(o->max_connection_idle_ms, 0);
+  l->age_ms = ms_opt(o->max_connection_age_ms, 0);
+  l->age_grace_ms = ms_opt(o->max_connection_age_grace_ms, 0);
+  l->preface_ms = ms_opt(o->preface_timeout_ms, 10000);
+  l->header_ms = ms_opt(o->header_timeout_ms, 10000);
+  l->max_resets = budget_opt(o->max_reset_streams);
+  l->max_empty = budget_opt(o->max_empty_frames);
+  l->max_unknown = budget_opt(o->max_unknown_frames);
+  s->max_conns = o->max_connections == 0 ? DEFAULT_MAX_CONNECTIONS
+                 : o->max_connections < 0 ? INT_MAX
+                                          : o->max_connections;
 }
 
 int mrpc_server_new(const mrpc_server_opts *opts, mrpc_server **out) {
@@ -97,6 +139,7 @@ int mrpc_server_new(const mrpc_server_opts *opts, mrpc_server **out) {
   if (!s) return MRPC_ERR_NOMEM;
   s->opts = o;
   s->alloc = o.alloc;
+  limits_init(s, &o);
   s->n_loops = o.io_threads;
   s->fds = mrpc__malloc(o.alloc, sizeof(int) * MAX_LISTENERS * s->n_loops);
   if (!s->fds) {
@@ -165,6 +208,24 @@ int mrpc_server_add_service(mrpc_server *s, const mrpc_service *svc,
                             const mrpc_method_handler *handlers) {
   if (!s || !svc || !handlers || !svc->methods) return MRPC_ERR_INVAL;
   return add_methods(s, svc->methods, handlers, svc->n_methods);
+}
+
+int mrpc__server_on_shutdown(mrpc_server *s, mrpc__server_hook fn,
+                             void *arg) {
+  if (!s || !fn) return MRPC_ERR_INVAL;
+  if (s->started || s->stopped) return MRPC_ERR_STATE;
+  struct shutdown_hook *a =
+      mrpc__realloc(s->alloc, s->hooks, (s->n_hooks + 1) * sizeof *a);
+  if (!a) return MRPC_ERR_NOMEM;
+  a[s->n_hooks++] = (struct shutdown_hook){fn, arg};
+  s->hooks = a;
+  return 0;
+}
+
+size_t mrpc__server_n_methods(const mrpc_server *s) { return s->n_methods; }
+
+const mrpc_method *mrpc__server_method(const mrpc_server *s, size_t i) {
+  return i < s->n_methods ? s->methods[i].m : NULL;
 }
 
 int mrpc_server_add_interceptor(mrpc_server *s, const mrpc_interceptor *ic,
@@ -272,7 +333,7 @@ static mrpc_call *new_call(void *owner, mrpc__conn *c, int32_t sid) {
   mrpc_call *call = mrpc__call_new(sl->loop, 1, &cfg);
   if (!call) return NULL;
   call->sloop = sl;
-  snprintf(call->peer, sizeof call->peer, "%s", mrpc__conn_peer(c));
+  mrpc__call_set_peer(call, mrpc__conn_peer(c));
   return call;
 }
 
@@ -286,6 +347,7 @@ static void check_idle(mrpc__server_loop *sl) {
 
 static void conn_closed(void *owner, mrpc__conn *c) {
   mrpc__server_loop *sl = owner;
+  __atomic_fetch_sub(&sl->srv->n_open, 1, __ATOMIC_RELAXED);
   for (size_t i = 0; i < sl->n_conns; i++)
     if (sl->conns[i] == c) {
       sl->conns[i] = sl->conns[--sl->n_conns];
@@ -321,6 +383,13 @@ static void on_accept(mrpc__io *io, uint32_t events) {
       }
       return;
     }
+    if (__atomic_fetch_add(&s->n_open, 1, __ATOMIC_RELAXED) >= s->max_conns) {
+      /* Over max_connections: accepted and closed at once, so the client
+       * learns now instead of waiting in the backlog. */
+      __atomic_fetch_sub(&s->n_open, 1, __ATOMIC_RELAXED);
+      close(fd);
+      continue;
+    }
     int one = 1;
     if (ss.ss_family != AF_UNIX)
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -331,6 +400,7 @@ static void on_accept(mrpc__io *io, uint32_t events) {
       mrpc__conn **cs = mrpc__realloc(s->alloc, sl->conns, cap * sizeof *cs);
       if (!cs) {
         close(fd);
+        __atomic_fetch_sub(&s->n_open, 1, __ATOMIC_RELAXED);
         continue;
       }
       sl->conns = cs;
@@ -338,11 +408,13 @@ static void on_accept(mrpc__io *io, uint32_t events) {
     }
     mrpc__conn_cfg cfg = {1, s->opts.max_concurrent_streams, 8192,
                           16 * s->opts.send_queue_limit, s->alloc,
-                          s->opts.tls, NULL};
+                          s->opts.tls, NULL, &s->limits, {0, 0, 0}};
     mrpc__conn *c;
     if (mrpc__conn_new(sl->loop, fd, 0, &cfg, peer, &server_owner, sl, &c) ==
         0)
       sl->conns[sl->n_conns++] = c;
+    else
+      __atomic_fetch_sub(&s->n_open, 1, __ATOMIC_RELAXED);
   }
 }
 
@@ -392,7 +464,7 @@ void mrpc__server_dispatch(mrpc_call *call) {
   }
   if (call->bad_encoding) {
     mrpc__call_fail(call, MRPC_STATUS_UNIMPLEMENTED,
-                    "grpc-encoding not supported (only identity)");
+                    "unsupported grpc-encoding (identity, deflate and gzip are)");
     return;
   }
   if (call->bad_metadata) {
@@ -512,6 +584,7 @@ static void post_all(mrpc_server *s, int hard) {
 int mrpc_server_shutdown(mrpc_server *s, int grace_ms) {
   if (!s || s->stopped) return 0;
   s->stopped = 1;
+  for (size_t i = 0; i < s->n_hooks; i++) s->hooks[i].fn(s->hooks[i].arg);
   if (!s->started) return 0;
   post_all(s, 0);
   struct timespec until;
@@ -564,6 +637,7 @@ void mrpc_server_del(mrpc_server *s) {
   mrpc__free(s->alloc, s->fds);
   mrpc__free(s->alloc, s->methods);
   mrpc__free(s->alloc, s->ics);
+  mrpc__free(s->alloc, s->hooks);
   mrpc_tls_creds_unref(s->opts.tls);
   mrpc__free(s->alloc, s);
 }

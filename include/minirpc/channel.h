@@ -36,6 +36,17 @@ typedef struct mrpc_channel_opts {
    * targets); that name is sent as SNI unless it is an IP address.  With an
    * override and no authority, :authority is the override. */
   struct mrpc_tls_creds *tls;
+  /* Keepalive (docs/security.md, "Limits"): a PING when nothing has been
+   * received for keepalive_time_ms; 0 = never (the default); less than
+   * 10 s is raised to 10 s.  A GOAWAY "too_many_pings" from the server
+   * doubles it for the channel's later connections. */
+  int64_t keepalive_time_ms;
+  /* A keepalive PING not acknowledged within this closes the connection
+   * (its calls end with UNAVAILABLE); 0 = 20 s. */
+  int64_t keepalive_timeout_ms;
+  /* 1: keepalive pings also while the connection has no call; 0
+   * (default): only while calls are open. */
+  int keepalive_permit_without_calls;
 } mrpc_channel_opts;
 
 MRPC_EXTERN void mrpc_channel_opts_init(mrpc_channel_opts *o);

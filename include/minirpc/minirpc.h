@@ -14,5 +14,7 @@
 #include <minirpc/interceptor.h>
 #include <minirpc/interceptors.h>
 #include <minirpc/tls.h>
+#include <minirpc/health.h>
+#include <minirpc/reflection.h>
 
 #endif

@@ -71,6 +71,51 @@ typedef struct mrpc_server_opts {
   /* TLS on every listener (minirpc/tls.h: mrpc_tls_server_creds_new);
    * NULL = plaintext HTTP/2 (h2c).  The server takes a reference. */
   struct mrpc_tls_creds *tls;
+
+  /* ---- Keepalive enforcement and connection limits (docs/security.md,
+   * "Limits").  Times in ms.  For each, 0 = the default given. ---- */
+  /* PERMIT_KEEPALIVE_TIME: a client PING sooner than this after its
+   * previous one, with no HEADERS or DATA sent by the server in between,
+   * is a strike; 0 = 5 min; < 0 = any interval is fine. */
+  int64_t keepalive_min_time_ms;
+  /* 1: pings while the connection has no call are held to
+   * keepalive_min_time_ms too; 0 (default): to once per 2 hours. */
+  int keepalive_permit_without_calls;
+  /* MAX_PING_STRIKES: one more strike than this gets GOAWAY
+   * ENHANCE_YOUR_CALM "too_many_pings" and the connection is closed;
+   * 0 = 2; < 0 = pings are never enforced. */
+  int max_ping_strikes;
+  /* MAX_CONNECTION_IDLE: a connection without calls for this long gets a
+   * graceful GOAWAY "max_idle"; 0 = never. */
+  int64_t max_connection_idle_ms;
+  /* MAX_CONNECTION_AGE: a connection this old (+-10% jitter) gets a
+   * graceful GOAWAY "max_age"; 0 = never. */
+  int64_t max_connection_age_ms;
+  /* MAX_CONNECTION_AGE_GRACE: calls still open this long after the
+   * "max_age" GOAWAY are cut (the connection is closed); 0 = no limit. */
+  int64_t max_connection_age_grace_ms;
+  /* A connection whose client preface and first SETTINGS do not arrive
+   * within this (after the TLS handshake, if any) is closed; 0 = 10 s;
+   * < 0 = no limit. */
+  int64_t preface_timeout_ms;
+  /* A header block (HEADERS + CONTINUATIONs) not complete this long after
+   * it began gets GOAWAY ENHANCE_YOUR_CALM "header_block_timeout" and the
+   * connection is closed; 0 = 10 s; < 0 = no limit. */
+  int64_t header_timeout_ms;
+  /* Connections open at once, over all I/O threads; one more is accepted
+   * and closed at once; 0 = 32768; < 0 = no limit. */
+  int max_connections;
+  /* Flood budgets per connection: more than N in a burst, or more than N
+   * per 10 s on average, get GOAWAY ENHANCE_YOUR_CALM and the connection
+   * is closed.  0 = 100; < 0 = no limit.
+   * - streams the server is made to reset (RST_STREAM it sends with a
+   *   code other than NO_ERROR or CANCEL): "too_many_resets";
+   * - DATA frames with no data and no END_STREAM, HEADERS or CONTINUATION
+   *   frames with an empty block fragment: "too_many_empty_frames";
+   * - frames of unknown (extension) types: "too_many_unknown_frames". */
+  int max_reset_streams;
+  int max_empty_frames;
+  int max_unknown_frames;
 } mrpc_server_opts;
 
 /* Fills *o with the defaults (size set, everything else 0 = default). */

@@ -3,11 +3,13 @@
 #
 #   tests/h2/run.sh BUILD_DIR        (e.g. build, build-asan)
 #
-# Runs tests/h2/test_bad_input.py against BUILD_DIR/bin/interop_server and
-# prints "PASS h2 <name>" / "FAIL h2 <name>: why" per case (server_exit is
-# the server's clean exit on SIGTERM with no sanitizer report).  Exits
-# non-zero if anything failed.  Extra arguments go to the script (e.g.
-# --only NAME,NAME or --verbose).
+# Runs tests/h2/test_bad_input.py, then tests/h2/test_limits.py (keepalive
+# and abuse limits: one server per case, started with small limits), against
+# BUILD_DIR/bin/interop_server and prints "PASS h2 <name>" / "FAIL h2 <name>:
+# why" per case (server_exit is the server's clean exit on SIGTERM with no
+# sanitizer report; each test_limits case checks its own).  Exits non-zero
+# if anything failed.  Extra arguments go to the scripts (e.g. --verbose);
+# --only NAME,NAME gives each script the names it has.
 set -uo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -37,14 +39,46 @@ if ! "$PY" -c 'import hpack, hyperframe' 2>/dev/null; then
     exit 1
 fi
 
+only="" rest=()
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --only) only=${2:-}; shift $(( $# > 1 ? 2 : 1 )) ;;
+        --only=*) only=${1#--only=}; shift ;;
+        *) rest+=("$1"); shift ;;
+    esac
+done
+
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-# The script bounds every wait itself; this only guards against a harness
-# bug.  Its own lines go through as they come, prefixed with "h2".
-timeout -k 10 600 "$PY" "$HERE/test_bad_input.py" --server "$SERVER" "$@" 2>&1 |
-    tee "$out" | sed -u -E 's/^(PASS|FAIL) /\1 h2 /'
-rc=${PIPESTATUS[0]}
-if [[ $rc -ne 0 ]] && ! grep -q '^FAIL ' "$out"; then
-    echo "FAIL h2 harness: test_bad_input.py exited with status $rc"
+rc=0
+known=""
+for script in test_bad_input.py test_limits.py; do
+    args=(${rest[@]+"${rest[@]}"})
+    if [[ -n $only ]]; then
+        names=$("$PY" "$HERE/$script" --list)
+        known+=" $names"
+        mine=$(comm -12 <(sort <<<"$names") <(tr ',' '\n' <<<"$only" | sort) |
+               paste -sd,)
+        [[ -n $mine ]] || continue
+        args+=(--only "$mine")
+    fi
+    # The scripts bound every wait themselves; this only guards against a
+    # harness bug.  Their lines go through as they come, prefixed with "h2".
+    timeout -k 10 600 "$PY" "$HERE/$script" --server "$SERVER" \
+        ${args[@]+"${args[@]}"} 2>&1 |
+        tee "$out" | sed -u -E 's/^(PASS|FAIL) /\1 h2 /'
+    r=${PIPESTATUS[0]}
+    if [[ $r -ne 0 ]] && ! grep -q '^FAIL ' "$out"; then
+        echo "FAIL h2 harness: $script exited with status $r"
+    fi
+    [[ $r -eq 0 ]] || rc=$r
+done
+if [[ -n $only ]]; then
+    for n in ${only//,/ }; do
+        if ! grep -qxF "$n" <<<"${known// /$'\n'}"; then
+            echo "FAIL h2 harness: unknown case $n"
+            rc=1
+        fi
+    done
 fi
 exit "$rc"

@@ -7,8 +7,12 @@
  * NAME is a case below or "all".  Prints "PASS name" or "FAIL name: why"
  * per case; exits 0 only when every case passed (2 on bad usage).  Calls go
  * through the client stubs protoc-gen-minirpc generates (test.mrpc.h), in
- * their blocking form; empty_unary and large_unary also run through the
- * event-driven stubs so that both client styles meet real peers.
+ * their blocking form; empty_unary, large_unary and server_compressed_unary
+ * also run through the event-driven stubs so that both client styles meet
+ * real peers.  The compression cases ask for gzip per call
+ * (mrpc_call_opts.compression) and send single messages uncompressed with
+ * mrpc_call_set_message_compression; for that some calls are opened with
+ * mrpc_channel_open_stream, as the generated unary stubs send at once.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <pthread.h>
@@ -168,9 +172,20 @@ static bool send_output_req(mrpc_stream *s, int32_t resp_len,
   return true;
 }
 
+/* Checks a response's compressed message flag: want_compressed 1 or 0,
+ * or -1 for either. */
+static bool check_compressed(const char *what, int got, int want_compressed) {
+  if (want_compressed >= 0 && !got != !want_compressed)
+    return fail("%s came %scompressed, want %scompressed", what,
+                got ? "" : "un", want_compressed ? "" : "un");
+  return true;
+}
+
 /* Receives one StreamingOutputCallResponse (StreamingOutputCall and
- * FullDuplexCall both answer with it) and checks its payload. */
-static bool recv_output(mrpc_stream *s, int i, int32_t want) {
+ * FullDuplexCall both answer with it) and checks its payload and, unless
+ * want_compressed is -1, its compressed flag. */
+static bool recv_output_c(mrpc_stream *s, int i, int32_t want,
+                          int want_compressed) {
   OutputResponse *m = NULL;
   int rc = TS(full_duplex_call__stream_recv_response)(s, &m);
   if (rc != 1)
@@ -178,9 +193,15 @@ static bool recv_output(mrpc_stream *s, int i, int32_t want) {
                 rc == 0 ? "stream ended" : mrpc_strerror(rc));
   char what[32];
   snprintf(what, sizeof what, "response %d", i);
-  bool ok = check_body(what, m->payload, (size_t)want);
+  bool ok = check_body(what, m->payload, (size_t)want) &&
+            check_compressed(what, mrpc_stream_last_compressed(s),
+                             want_compressed);
   free_msg(m);
   return ok;
+}
+
+static bool recv_output(mrpc_stream *s, int i, int32_t want) {
+  return recv_output_c(s, i, want, -1);
 }
 
 /* Expects the end of the server's messages. */
@@ -231,6 +252,7 @@ typedef struct ev_wait {
   pthread_cond_t cv;
   bool done;
   int n_msgs;
+  int compressed; /* the (last) response came compressed */
   Grpc__Testing__Payload *payload; /* copy of a SimpleResponse's payload */
   mrpc_status_code code;
   char message[256];
@@ -259,9 +281,9 @@ static void ev_destroy(ev_wait *w) {
 static void ev_on_message(mrpc_call *call, const ProtobufCMessage *msg,
                           void *ctx) {
   ev_wait *w = ctx;
-  (void)call;
   pthread_mutex_lock(&w->mu);
   w->n_msgs++;
+  w->compressed = mrpc_call_message_compressed(call);
   const Grpc__Testing__SimpleResponse *r = (const void *)msg;
   if (msg->descriptor == &grpc__testing__simple_response__descriptor &&
       r->payload && !w->payload) {
@@ -439,6 +461,239 @@ static bool server_streaming(mrpc_channel *ch) {
     return false;
   for (int i = 0; i < 4; i++)
     if (!recv_output(s, i, k_resp_sizes[i])) return abort_stream(s);
+  if (!recv_end(s)) return abort_stream(s);
+  return finish(s, "call", MRPC_STATUS_OK, NULL);
+}
+
+/* ---- compression (CompressedRequest / CompressedResponse) ------------- */
+
+static Grpc__Testing__BoolValue bool_value(bool v) {
+  Grpc__Testing__BoolValue b = GRPC__TESTING__BOOL_VALUE__INIT;
+  b.value = v;
+  return b;
+}
+
+/* The standard deadline, requests gzip-compressed (per call). */
+static mrpc_call_opts *gzip_opts(mrpc_call_opts *o) {
+  std_opts(o);
+  o->compression = MRPC_CALL_COMPRESS(MRPC_COMPRESS_GZIP);
+  return o;
+}
+
+/* Sends msg with the call's compression on or off for it alone; the call
+ * may already have ended (a server that refuses a request may answer before
+ * the client is done): that is left to the final status. */
+static bool send_maybe_compressed(mrpc_stream *s, const ProtobufCMessage *msg,
+                                  bool compressed) {
+  mrpc_call_set_message_compression(mrpc_stream_call(s), compressed);
+  int rc = mrpc_stream_send(s, msg);
+  if (rc != 0 && rc != MRPC_ERR_CLOSED)
+    return fail("send: %s", mrpc_strerror(rc));
+  rc = mrpc_stream_close_send(s);
+  if (rc != 0 && rc != MRPC_ERR_CLOSED)
+    return fail("close_send: %s", mrpc_strerror(rc));
+  return true;
+}
+
+/* A UnaryCall on a gzip call whose one request goes compressed or not.  The
+ * generated __call / __open stubs send the request straight away, so the
+ * method is opened generically to opt out before the send. */
+static mrpc_stream *unary_gzip(mrpc_channel *ch,
+                               const Grpc__Testing__SimpleRequest *req,
+                               bool compressed) {
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  if (!opened(mrpc_channel_open_stream(
+          ch, GRPC__TESTING__TEST_SERVICE__UNARY_CALL__METHOD, gzip_opts(&o),
+          &s)))
+    return NULL;
+  if (!send_maybe_compressed(s, &req->base, compressed)) {
+    abort_stream(s);
+    return NULL;
+  }
+  return s;
+}
+
+/* Reads the one SimpleResponse of a unary stream: LARGE_RESP zero bytes,
+ * compressed as want_compressed says (-1: either way), then the end and OK.
+ * Frees s. */
+static bool unary_result(mrpc_stream *s, const char *what,
+                         int want_compressed) {
+  Grpc__Testing__SimpleResponse *m = NULL;
+  int rc = TS(unary_call__stream_recv_response)(s, &m);
+  if (rc != 1) {
+    fail("%s: no response: %s", what,
+         rc == 0 ? "stream ended" : mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  bool ok = check_body(what, m->payload, LARGE_RESP) &&
+            check_compressed(what, mrpc_stream_last_compressed(s),
+                             want_compressed);
+  free_msg(m);
+  if (!ok || !recv_end(s)) return abort_stream(s);
+  return finish(s, what, MRPC_STATUS_OK, NULL);
+}
+
+/* The end of a feature probe (an uncompressed request that says
+ * expect_compressed): no response, INVALID_ARGUMENT.  Frees s. */
+static bool probe_refused(mrpc_stream *s) {
+  const char *what = "probe (uncompressed, expect_compressed=true)";
+  if (!drain(s)) {
+    fail("%s was answered: the server does not check CompressedRequest",
+         what);
+    return abort_stream(s);
+  }
+  return finish(s, what, MRPC_STATUS_INVALID_ARGUMENT, NULL);
+}
+
+static bool client_compressed_unary(mrpc_channel *ch) {
+  Grpc__Testing__Payload p = zero_payload(LARGE_REQ);
+  Grpc__Testing__BoolValue yes = bool_value(true), no = bool_value(false);
+  Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  req.response_size = LARGE_RESP;
+  req.payload = &p;
+
+  /* 1. The feature probe: expect_compressed, yet sent uncompressed; the
+   * server must refuse it with INVALID_ARGUMENT. */
+  req.expect_compressed = &yes;
+  mrpc_stream *s = unary_gzip(ch, &req, false);
+  if (!s) return false;
+  if (!probe_refused(s)) return false;
+
+  /* 2. Compressed, expect_compressed: per-call compression through the
+   * plain blocking stub. */
+  Grpc__Testing__SimpleResponse *resp = NULL;
+  mrpc_status st = {0};
+  mrpc_call_opts o;
+  bool ok = called(TS(unary_call__call)(ch, &req, gzip_opts(&o), &resp,
+                                        &st)) &&
+            expect_status("compressed request", &st, MRPC_STATUS_OK, NULL);
+  if (ok && !resp) ok = fail("compressed request: no response");
+  if (ok) ok = check_body("compressed request", resp->payload, LARGE_RESP);
+  free_msg(resp);
+  mrpc_status_free(&st);
+  if (!ok) return false;
+
+  /* 3. Uncompressed (opted out on a gzip call), !expect_compressed. */
+  req.expect_compressed = &no;
+  if (!(s = unary_gzip(ch, &req, false))) return false;
+  return unary_result(s, "uncompressed request", -1);
+}
+
+static bool server_compressed_unary(mrpc_channel *ch) {
+  Grpc__Testing__Payload p = zero_payload(LARGE_REQ);
+  Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  req.response_size = LARGE_RESP;
+  req.payload = &p;
+  for (int want = 1; want >= 0; want--) {
+    Grpc__Testing__BoolValue rc_val = bool_value(want);
+    req.response_compressed = &rc_val;
+    char what[64];
+
+    /* Blocking: the flag of the message mrpc_stream_recv returned. */
+    snprintf(what, sizeof what, "blocking, response_compressed=%s",
+             want ? "true" : "false");
+    mrpc_call_opts o;
+    mrpc_stream *s = NULL;
+    if (!opened(TS(unary_call__open)(ch, &req, std_opts(&o), &s)) ||
+        !unary_result(s, what, want))
+      return false;
+
+    /* Event-driven: mrpc_call_message_compressed in on_message. */
+    snprintf(what, sizeof what, "event API, response_compressed=%s",
+             want ? "true" : "false");
+    ev_wait w;
+    ev_init(&w);
+    mrpc_call *call = NULL;
+    int rc = TS(unary_call__start)(ch, &req, std_opts(&o), &k_ev_ops, &w,
+                                   &call);
+    bool ok = event_unary(&w, rc, call);
+    if (ok) {
+      mrpc_status est = {w.code, w.message, NULL, 0};
+      ok = expect_status(what, &est, MRPC_STATUS_OK, NULL);
+    }
+    if (ok && w.n_msgs != 1)
+      ok = fail("%s: %d responses, want 1", what, w.n_msgs);
+    if (ok) ok = check_body(what, w.payload, LARGE_RESP);
+    if (ok) ok = check_compressed(what, w.compressed, want);
+    ev_destroy(&w);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+static bool client_compressed_streaming(mrpc_channel *ch) {
+  Grpc__Testing__BoolValue yes = bool_value(true), no = bool_value(false);
+  Grpc__Testing__Payload p = zero_payload(27182);
+  Grpc__Testing__StreamingInputCallRequest req =
+      GRPC__TESTING__STREAMING_INPUT_CALL_REQUEST__INIT;
+  req.payload = &p;
+  req.expect_compressed = &yes;
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+
+  /* 1. The feature probe: expect_compressed, sent uncompressed (opted out
+   * on a gzip call); the call must fail with INVALID_ARGUMENT. */
+  if (!opened(TS(streaming_input_call__open)(ch, gzip_opts(&o), &s)))
+    return false;
+  if (!send_maybe_compressed(s, &req.base, false)) return abort_stream(s);
+  if (!probe_refused(s)) return false;
+
+  /* 2. One call: the compressed message, then the uncompressed one. */
+  if (!opened(TS(streaming_input_call__open)(ch, gzip_opts(&o), &s)))
+    return false;
+  mrpc_call *call = mrpc_stream_call(s);
+  mrpc_call_set_message_compression(call, 1);
+  int rc = TS(streaming_input_call__stream_send_request)(s, &req);
+  if (rc != 0) {
+    fail("send 0 (compressed): %s", mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  Grpc__Testing__Payload p2 = zero_payload(45904);
+  req.payload = &p2;
+  req.expect_compressed = &no;
+  mrpc_call_set_message_compression(call, 0);
+  rc = TS(streaming_input_call__stream_send_request)(s, &req);
+  if (rc != 0) {
+    fail("send 1 (uncompressed): %s", mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  if (!close_send(s)) return abort_stream(s);
+  Grpc__Testing__StreamingInputCallResponse *m = NULL;
+  rc = TS(streaming_input_call__stream_recv_response)(s, &m);
+  if (rc != 1) {
+    fail("no response: %s", rc == 0 ? "stream ended" : mrpc_strerror(rc));
+    return abort_stream(s);
+  }
+  int32_t got = m->aggregated_payload_size;
+  free_msg(m);
+  if (got != 73086) {
+    fail("aggregated_payload_size %d, want 73086", (int)got);
+    return abort_stream(s);
+  }
+  if (!recv_end(s)) return abort_stream(s);
+  return finish(s, "call", MRPC_STATUS_OK, NULL);
+}
+
+static bool server_compressed_streaming(mrpc_channel *ch) {
+  static const int32_t sizes[2] = {31415, 92653};
+  Grpc__Testing__BoolValue flags[2] = {bool_value(true), bool_value(false)};
+  Grpc__Testing__ResponseParameters rp[2], *rps[2];
+  OutputRequest req = GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
+  for (int i = 0; i < 2; i++) {
+    grpc__testing__response_parameters__init(&rp[i]);
+    rp[i].size = sizes[i];
+    rp[i].compressed = &flags[i];
+    rps[i] = &rp[i];
+  }
+  req.n_response_parameters = 2;
+  req.response_parameters = rps;
+  mrpc_call_opts o;
+  mrpc_stream *s = NULL;
+  if (!opened(TS(streaming_output_call__open)(ch, &req, std_opts(&o), &s)))
+    return false;
+  for (int i = 0; i < 2; i++)
+    if (!recv_output_c(s, i, sizes[i], flags[i].value)) return abort_stream(s);
   if (!recv_end(s)) return abort_stream(s);
   return finish(s, "call", MRPC_STATUS_OK, NULL);
 }
@@ -667,8 +922,12 @@ typedef struct test_case {
 static const test_case k_cases[] = {
   {"empty_unary", empty_unary},
   {"large_unary", large_unary},
+  {"client_compressed_unary", client_compressed_unary},
+  {"server_compressed_unary", server_compressed_unary},
   {"client_streaming", client_streaming},
+  {"client_compressed_streaming", client_compressed_streaming},
   {"server_streaming", server_streaming},
+  {"server_compressed_streaming", server_compressed_streaming},
   {"ping_pong", ping_pong},
   {"empty_stream", empty_stream},
   {"custom_metadata", custom_metadata},

@@ -3,8 +3,12 @@
  * server, so that any gRPC interop client can test libminirpc.
  *
  *   interop_server --port=N [--use_tls=true --tls_cert_file=F --tls_key_file=F] [--handlers=event|blocking]
- *                  [--max_recv_message=BYTES]
+ *                  [--max_recv_message=BYTES] [--LIMIT=N ...]
  *
+ * --LIMIT=N sets the mrpc_server_opts field LIMIT (the keepalive and
+ * connection limits of docs/security.md, "Limits"; tests/h2/test_limits.py
+ * sets them small); --rlimit_nofile_headroom=N lowers RLIMIT_NOFILE, once
+ * the server runs, to the descriptors then open plus N (to provoke EMFILE).
  * The service comes from protoc-gen-minirpc (test.mrpc.h): one handler
  * table, both handler styles.  By default EmptyCall, UnaryCall and
  * FullDuplexCall are event-driven and the other methods blocking;
@@ -21,8 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include <minirpc/minirpc.h>
 
@@ -42,17 +48,48 @@ static mrpc_status_code clamp_code(int32_t code) {
                                                     : MRPC_STATUS_UNKNOWN;
 }
 
-/* Compression is not supported, so a request that says it was compressed
- * can not have been: CompressedRequest wants INVALID_ARGUMENT then. */
-static bool expects_compressed(const Grpc__Testing__BoolValue *b) {
+/* CompressedRequest: a request with expect_compressed set must have come
+ * compressed on the wire (its message flag; compressed is
+ * mrpc_call_message_compressed / mrpc_stream_last_compressed), else the
+ * call fails with INVALID_ARGUMENT. */
+static bool compression_unmet(const Grpc__Testing__BoolValue *expect,
+                              bool compressed) {
+  return expect && expect->value && !compressed;
+}
+
+/* CompressedResponse: whether a response was asked to go compressed
+ * (response_compressed, ResponseParameters.compressed); unset = no. */
+static bool wants_compressed(const Grpc__Testing__BoolValue *b) {
   return b && b->value;
+}
+
+/* Before a call's first response: gzip for the call when any of its
+ * responses is to be compressed (the algorithm goes out with the response
+ * headers, so it can not be chosen later; each message then opts in or out
+ * with response_compression).  Ignored when the client does not accept
+ * gzip: the responses then go uncompressed. */
+static void call_compression(mrpc_call *call, bool wanted) {
+  if (wanted) mrpc_call_set_compression(call, MRPC_COMPRESS_GZIP);
+}
+
+/* Right before each response (on the thread that sends it): compressed or
+ * not.  Only effective once call_compression chose gzip. */
+static void response_compression(mrpc_call *call, bool compressed) {
+  mrpc_call_set_message_compression(call, compressed);
+}
+
+static bool any_compressed(const OutputRequest *r) {
+  for (size_t i = 0; i < r->n_response_parameters; i++)
+    if (wants_compressed(r->response_parameters[i]->compressed)) return true;
+  return false;
 }
 
 /* What a request asks for: OK (and *why NULL) to answer normally, else the
  * status the call must end with (Echo Status, or INVALID_ARGUMENT for a
- * request we can not serve).  *why is borrowed from the request or static. */
+ * request we can not serve).  compressed: the request came compressed.
+ * *why is borrowed from the request or static. */
 static mrpc_status_code check_simple(const Grpc__Testing__SimpleRequest *r,
-                                     const char **why) {
+                                     bool compressed, const char **why) {
   if (r->response_status && r->response_status->code != 0) {
     *why = r->response_status->message;
     return clamp_code(r->response_status->code);
@@ -61,8 +98,9 @@ static mrpc_status_code check_simple(const Grpc__Testing__SimpleRequest *r,
   if (r->response_type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE ||
       r->response_size < 0)
     *why = "invalid request";
-  else if (expects_compressed(r->expect_compressed))
-    *why = "compressed requests are not supported";
+  else if (compression_unmet(r->expect_compressed, compressed))
+    *why = "expected a compressed request (expect_compressed), got an "
+           "uncompressed one";
   return *why ? MRPC_STATUS_INVALID_ARGUMENT : MRPC_STATUS_OK;
 }
 
@@ -150,19 +188,26 @@ static void echo_metadata(mrpc_call *call) {
 /* ---- event-driven handlers: EmptyCall, UnaryCall, FullDuplexCall ------ */
 
 /* Per-call state.  Everything runs on the call's I/O thread, so no lock.
- * Responses are queued as payload sizes and pumped out; MRPC_ERR_AGAIN
+ * Responses are queued (payload size, compressed or not) and pumped out;
+ * MRPC_ERR_AGAIN
  * parks the queue until on_writable.  A call ends once the client has
  * half-closed and the queue is empty, or at once when the request says so
  * (Echo Status, bad request) or sending fails.  Unary calls too wait for the
  * half-close, so that a second request message still ends the call with
  * UNIMPLEMENTED (the library enforces that; an early status would hide
  * it). */
+typedef struct ev_resp {
+  int32_t size;    /* payload: that many zero bytes */
+  bool compressed; /* CompressedResponse */
+} ev_resp;
+
 typedef struct ev_call {
   mrpc_call *call;
   /* sends one response with a payload of that many zero bytes */
   int (*send)(mrpc_call *call, mrpc_stream *s, int32_t size);
-  int32_t *sizes; /* payload sizes of the responses not yet sent */
+  ev_resp *resps; /* the responses not yet sent */
   size_t head, n, cap;
+  bool sent;        /* a response went out: the algorithm is fixed */
   bool half_closed; /* the client sent everything */
   bool ending;      /* end with code/message once the queue drains */
   bool finished;    /* mrpc_call_finish was called */
@@ -173,7 +218,7 @@ typedef struct ev_call {
 } ev_call;
 
 static void ev_free(ev_call *ev) {
-  free(ev->sizes);
+  free(ev->resps);
   free(ev->message);
   free(ev);
 }
@@ -187,18 +232,18 @@ static void ev_end(ev_call *ev, mrpc_status_code code, const char *message) {
   ev->message = message ? strdup(message) : NULL;
 }
 
-static void ev_push(ev_call *ev, int32_t size) {
+static void ev_push(ev_call *ev, int32_t size, bool compressed) {
   if (ev->n == ev->cap) {
     size_t cap = ev->cap ? 2 * ev->cap : 4;
-    int32_t *p = realloc(ev->sizes, cap * sizeof *p);
+    ev_resp *p = realloc(ev->resps, cap * sizeof *p);
     if (!p) {
       ev_end(ev, MRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
       return;
     }
-    ev->sizes = p;
+    ev->resps = p;
     ev->cap = cap;
   }
-  ev->sizes[ev->n++] = size;
+  ev->resps[ev->n++] = (ev_resp){size, compressed};
 }
 
 /* Sends what is queued, then finishes when the call is due to end.  A
@@ -206,7 +251,8 @@ static void ev_push(ev_call *ev, int32_t size) {
 static void ev_pump(ev_call *ev) {
   ev->busy++;
   while (!ev->done && !ev->finished && ev->head < ev->n) {
-    int rc = ev->send(ev->call, NULL, ev->sizes[ev->head]);
+    response_compression(ev->call, ev->resps[ev->head].compressed);
+    int rc = ev->send(ev->call, NULL, ev->resps[ev->head].size);
     if (rc == MRPC_ERR_AGAIN) goto out; /* on_writable resumes */
     if (rc != 0) {
       ev->finished = true;
@@ -214,6 +260,7 @@ static void ev_pump(ev_call *ev) {
                        0);
       goto out;
     }
+    ev->sent = true;
     ev->head++;
   }
   if (ev->head == ev->n) ev->head = ev->n = 0; /* reuse the array */
@@ -238,9 +285,13 @@ static void ev_on_message(mrpc_call *call, const ProtobufCMessage *msg,
   const OutputRequest *r = (const OutputRequest *)msg;
   const char *why = NULL;
   mrpc_status_code code = check_output(r, &why);
+  /* A later request can not turn compression on once responses are out. */
+  if (code == MRPC_STATUS_OK && !ev->sent)
+    call_compression(ev->call, any_compressed(r));
   for (size_t i = 0; code == MRPC_STATUS_OK && i < r->n_response_parameters;
        i++)
-    ev_push(ev, r->response_parameters[i]->size);
+    ev_push(ev, r->response_parameters[i]->size,
+            wants_compressed(r->response_parameters[i]->compressed));
   if (code != MRPC_STATUS_OK) ev_end(ev, code, why);
   ev_pump(ev);
 }
@@ -304,7 +355,7 @@ static void ev_empty_call(mrpc_call *call, const Grpc__Testing__Empty *req,
   (void)user;
   ev_call *ev = ev_start(call, send_empty);
   if (!ev) return;
-  ev_push(ev, 0);
+  ev_push(ev, 0, false);
   ev_pump(ev);
 }
 
@@ -312,14 +363,19 @@ static void ev_unary_call(mrpc_call *call,
                           const Grpc__Testing__SimpleRequest *req,
                           void *user) {
   (void)user;
+  /* Still inside the request's on_message: its compressed flag is readable. */
+  bool req_compressed = mrpc_call_message_compressed(call);
   ev_call *ev = ev_start(call, send_simple);
   if (!ev) return;
   const char *why = NULL;
-  mrpc_status_code code = check_simple(req, &why);
-  if (code == MRPC_STATUS_OK)
-    ev_push(ev, req->response_size);
-  else
+  mrpc_status_code code = check_simple(req, req_compressed, &why);
+  bool compressed = wants_compressed(req->response_compressed);
+  if (code == MRPC_STATUS_OK) {
+    call_compression(call, compressed);
+    ev_push(ev, req->response_size, compressed);
+  } else {
     ev_end(ev, code, why);
+  }
   ev_pump(ev);
 }
 
@@ -359,29 +415,44 @@ static void blk_unary_call(mrpc_stream *s,
                            const Grpc__Testing__SimpleRequest *req,
                            void *user) {
   (void)user;
-  echo_metadata(mrpc_stream_call(s));
+  mrpc_call *call = mrpc_stream_call(s);
+  echo_metadata(call);
   const char *why = NULL;
-  mrpc_status_code code = check_simple(req, &why);
-  if (code != MRPC_STATUS_OK)
+  /* The generated code received the request just before calling us. */
+  mrpc_status_code code =
+      check_simple(req, mrpc_stream_last_compressed(s), &why);
+  if (code != MRPC_STATUS_OK) {
     mrpc_stream_set_status(s, code, why, NULL, 0); /* copies why */
-  else
-    blk_status_after_send(s, send_simple(NULL, s, req->response_size));
+    return;
+  }
+  bool compressed = wants_compressed(req->response_compressed);
+  call_compression(call, compressed);
+  response_compression(call, compressed);
+  blk_status_after_send(s, send_simple(NULL, s, req->response_size));
 }
 
 /* Answers one StreamingOutputCallRequest, sleeping interval_us before each
- * response.  Returns false when the call must end now (status set). */
-static bool serve_output(mrpc_stream *s, const OutputRequest *r) {
+ * response, each compressed or not as its parameters say.  *sent: a
+ * response of this call went out already (then the call's algorithm is
+ * fixed; it is only chosen before, here on the sending thread).  Returns
+ * false when the call must end now (status set). */
+static bool serve_output(mrpc_stream *s, const OutputRequest *r, bool *sent) {
+  mrpc_call *call = mrpc_stream_call(s);
   const char *why = NULL;
   mrpc_status_code code = check_output(r, &why);
+  if (code == MRPC_STATUS_OK && !*sent)
+    call_compression(call, any_compressed(r));
   for (size_t i = 0; code == MRPC_STATUS_OK && i < r->n_response_parameters;
        i++) {
     const Grpc__Testing__ResponseParameters *p = r->response_parameters[i];
     if (p->interval_us > 0) sleep_us(p->interval_us);
+    response_compression(call, wants_compressed(p->compressed));
     int rc = send_output(NULL, s, p->size);
     if (rc != 0) {
       code = send_fail_code(rc);
       why = mrpc_strerror(rc);
     }
+    *sent = true;
   }
   if (code != MRPC_STATUS_OK) mrpc_stream_set_status(s, code, why, NULL, 0);
   return code == MRPC_STATUS_OK;
@@ -391,7 +462,8 @@ static void blk_streaming_output_call(mrpc_stream *s, const OutputRequest *req,
                                       void *user) {
   (void)user;
   echo_metadata(mrpc_stream_call(s));
-  if (serve_output(s, req))
+  bool sent = false;
+  if (serve_output(s, req, &sent))
     mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
 }
 
@@ -399,20 +471,22 @@ static void blk_streaming_input_call(mrpc_stream *s, void *user) {
   (void)user;
   echo_metadata(mrpc_stream_call(s));
   size_t total = 0;
-  bool compressed = false;
   Grpc__Testing__StreamingInputCallRequest *r;
   int rc;
   while ((rc = TS(streaming_input_call__stream_recv_request)(s, &r)) == 1) {
     if (r->payload) total += r->payload->body.len;
-    compressed |= expects_compressed(r->expect_compressed);
+    bool unmet = compression_unmet(r->expect_compressed,
+                                   mrpc_stream_last_compressed(s));
     protobuf_c_message_free_unpacked(&r->base, NULL);
+    if (unmet) { /* CompressedRequest: fail at once, as gRPC's servers do */
+      mrpc_stream_set_status(s, MRPC_STATUS_INVALID_ARGUMENT,
+                             "expected a compressed request "
+                             "(expect_compressed), got an uncompressed one",
+                             NULL, 0);
+      return;
+    }
   }
   if (rc < 0) return; /* the call is over */
-  if (compressed) {
-    mrpc_stream_set_status(s, MRPC_STATUS_INVALID_ARGUMENT,
-                           "compressed requests are not supported", NULL, 0);
-    return;
-  }
   Grpc__Testing__StreamingInputCallResponse resp =
       GRPC__TESTING__STREAMING_INPUT_CALL_RESPONSE__INIT;
   resp.aggregated_payload_size = (int32_t)total;
@@ -424,12 +498,13 @@ static void blk_streaming_input_call(mrpc_stream *s, void *user) {
 static void blk_full_duplex_call(mrpc_stream *s, void *user) {
   (void)user;
   echo_metadata(mrpc_stream_call(s));
+  bool sent = false;
   for (;;) {
     OutputRequest *req;
     int rc = TS(full_duplex_call__stream_recv_request)(s, &req);
     if (rc < 0) return;
     if (rc == 0) break;
-    bool go_on = serve_output(s, req);
+    bool go_on = serve_output(s, req, &sent);
     protobuf_c_message_free_unpacked(&req->base, NULL);
     if (!go_on) return;
   }
@@ -460,8 +535,8 @@ static void blk_half_duplex_call(mrpc_stream *s, void *user) {
       break;
     n++;
   }
-  bool ok = rc == 0;
-  for (size_t i = 0; ok && i < n; i++) ok = serve_output(s, reqs[i]);
+  bool ok = rc == 0, sent = false;
+  for (size_t i = 0; ok && i < n; i++) ok = serve_output(s, reqs[i], &sent);
   if (ok) mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
   for (size_t i = 0; i < n; i++)
     protobuf_c_message_free_unpacked(&reqs[i]->base, NULL);
@@ -493,12 +568,39 @@ static const char *flag_value(int argc, char **argv, int *i,
   return NULL;
 }
 
+/* Numeric flags named after their mrpc_server_opts field (0 = default). */
+static const char *const k_limits[] = {
+    "keepalive_min_time_ms",  "keepalive_permit_without_calls",
+    "max_ping_strikes",       "max_connection_idle_ms",
+    "max_connection_age_ms",  "max_connection_age_grace_ms",
+    "preface_timeout_ms",     "header_timeout_ms",
+    "max_connections",        "max_reset_streams",
+    "max_empty_frames",       "max_unknown_frames",
+    "rlimit_nofile_headroom"};
+#define N_LIMITS (sizeof k_limits / sizeof *k_limits)
+
+/* Lowers RLIMIT_NOFILE to the descriptors open now plus headroom. */
+static void lower_nofile(long long headroom) {
+  DIR *d = opendir("/proc/self/fd");
+  long long open_fds = -1; /* the DIR's own descriptor is not counted */
+  if (!d) return;
+  while (readdir(d))
+    open_fds++;
+  closedir(d);
+  open_fds -= 2; /* "." and ".." */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rl.rlim_cur = (rlim_t)(open_fds + headroom);
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) perror("setrlimit");
+}
+
 static int usage(const char *bad) {
   fprintf(stderr,
           "interop_server: bad argument '%s'\n"
           "usage: interop_server --port=N [--use_tls=false|true"
           " --tls_cert_file=PEM --tls_key_file=PEM]"
-          " [--handlers=event|blocking] [--max_recv_message=BYTES]\n",
+          " [--handlers=event|blocking] [--max_recv_message=BYTES]"
+          " [--LIMIT=N ...]\n",
           bad);
   return 2;
 }
@@ -508,6 +610,7 @@ int main(int argc, char **argv) {
   bool blocking = false, use_tls = false;
   const char *tls_cert = NULL, *tls_key = NULL;
   size_t max_recv = 0;
+  long long lim[N_LIMITS] = {0};
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i], *v;
     char *end;
@@ -531,7 +634,12 @@ int main(int argc, char **argv) {
       if (!*v || *end || *v == '-') return usage(arg);
       max_recv = (size_t)b;
     } else {
-      return usage(arg);
+      size_t k = 0;
+      while (k < N_LIMITS && !(v = flag_value(argc, argv, &i, k_limits[k])))
+        k++;
+      if (k == N_LIMITS) return usage(arg);
+      lim[k] = strtoll(v, &end, 10);
+      if (!*v || *end) return usage(arg);
     }
   }
   if (port < 0) return usage("--port is required");
@@ -571,6 +679,18 @@ int main(int argc, char **argv) {
   mrpc_server_opts opts;
   mrpc_server_opts_init(&opts);
   opts.max_recv_message = max_recv;
+  opts.keepalive_min_time_ms = lim[0];
+  opts.keepalive_permit_without_calls = (int)lim[1];
+  opts.max_ping_strikes = (int)lim[2];
+  opts.max_connection_idle_ms = lim[3];
+  opts.max_connection_age_ms = lim[4];
+  opts.max_connection_age_grace_ms = lim[5];
+  opts.preface_timeout_ms = lim[6];
+  opts.header_timeout_ms = lim[7];
+  opts.max_connections = (int)lim[8];
+  opts.max_reset_streams = (int)lim[9];
+  opts.max_empty_frames = (int)lim[10];
+  opts.max_unknown_frames = (int)lim[11];
   if (use_tls) {
     mrpc_tls_server_opts to;
     mrpc_tls_server_opts_init(&to);
@@ -596,6 +716,7 @@ int main(int argc, char **argv) {
     mrpc_server_del(srv);
     return 1;
   }
+  if (lim[12] > 0) lower_nofile(lim[12]);
   printf("listening on %d\n", bound);
   fflush(stdout);
 

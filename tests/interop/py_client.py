@@ -2,16 +2,25 @@
 """grpcio reference client for the gRPC interop tests.
 
 Implements the client cases of grpc/grpc doc/interop-test-descriptions.md that
-need no TLS, credentials or compression, so that libminirpc's interop_server
-can be checked against an independent implementation.  Prints one line per
-case, "PASS name" or "FAIL name: reason", and exits 0 only if every requested
-case passed (1 if one failed, 2 on a usage error).
+need no credentials, so that libminirpc's interop_server can be checked against
+an independent implementation.  Prints one line per case, "PASS name" or
+"FAIL name: reason", and exits 0 only if every requested case passed (1 if one
+failed, 2 on a usage error).
+
+The compression cases go as far as grpcio's API allows: compression is chosen
+per call (compression=grpc.Compression.Gzip), never per message, and the
+compressed flag of a received message is not visible.  So the "uncompressed"
+requests go on calls without compression (client_compressed_streaming's second
+message goes compressed with the first: expect_compressed=false does not
+forbid that), and server_compressed_* check everything but the responses'
+compressed flags (interop_client checks those).
 
 Needs the stubs generated from tests/interop/test.proto on PYTHONPATH
 (tests/interop/run.sh does that) and /usr/bin/python3, the only interpreter
 that sees Debian's grpcio.
 
-Usage: py_client.py --server_host=H --server_port=N --test_case=NAME|all
+Usage: py_client.py --server_host=H --server_port=N
+                    --test_case=NAME[,NAME...]|all
 """
 
 import argparse
@@ -140,6 +149,41 @@ def large_unary(stub, channel):
     check_payload(response.payload, 314159)
 
 
+def _large_request(**fields):
+    return test_pb2.SimpleRequest(response_type=test_pb2.COMPRESSABLE,
+                                  response_size=314159, payload=zeros(271828),
+                                  **fields)
+
+
+def client_compressed_unary(stub, channel):
+    # 1. The feature probe: expect_compressed, sent uncompressed; the server
+    #    must refuse it.
+    probe = _large_request(expect_compressed=test_pb2.BoolValue(value=True))
+    expect_rpc_error(lambda: stub.UnaryCall(probe, timeout=DEADLINE_S),
+                     grpc.StatusCode.INVALID_ARGUMENT,
+                     "probe (uncompressed, expect_compressed=true)")
+    # 2. The same request compressed (gzip for the call).
+    response = stub.UnaryCall(probe, timeout=DEADLINE_S,
+                              compression=grpc.Compression.Gzip)
+    check_payload(response.payload, 314159, "compressed request: response")
+    # 3. Uncompressed, not expecting compression.  grpcio can not opt one
+    #    message out of a call's compression, so this call has none.
+    request = _large_request(expect_compressed=test_pb2.BoolValue(value=False))
+    response = stub.UnaryCall(request, timeout=DEADLINE_S)
+    check_payload(response.payload, 314159, "uncompressed request: response")
+
+
+def server_compressed_unary(stub, channel):
+    # grpcio does not show a received message's compressed flag: only the
+    # calls and the payloads can be checked here.
+    for compressed in (True, False):
+        request = _large_request(
+            response_compressed=test_pb2.BoolValue(value=compressed))
+        response = stub.UnaryCall(request, timeout=DEADLINE_S)
+        check_payload(response.payload, 314159,
+                      "response_compressed=%s: response" % compressed)
+
+
 def client_streaming(stub, channel):
     sizes = (27182, 8, 1828, 45904)
     requests = (test_pb2.StreamingInputCallRequest(payload=zeros(n))
@@ -150,12 +194,57 @@ def client_streaming(stub, channel):
           % response.aggregated_payload_size)
 
 
+def client_compressed_streaming(stub, channel):
+    # 1. The feature probe: one uncompressed message saying
+    #    expect_compressed; the call must fail with INVALID_ARGUMENT.
+    probe = test_pb2.StreamingInputCallRequest(
+        expect_compressed=test_pb2.BoolValue(value=True), payload=zeros(27182))
+    expect_rpc_error(
+        lambda: stub.StreamingInputCall(iter((probe,)), timeout=DEADLINE_S),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "probe (uncompressed, expect_compressed=true)")
+    # 2. The compressed message, then the "uncompressed" one: grpcio can not
+    #    opt a message out of the call's gzip, so both go compressed (which
+    #    expect_compressed=false allows).
+    requests = (
+        probe,
+        test_pb2.StreamingInputCallRequest(
+            expect_compressed=test_pb2.BoolValue(value=False),
+            payload=zeros(45904)),
+    )
+    response = stub.StreamingInputCall(iter(requests), timeout=DEADLINE_S,
+                                       compression=grpc.Compression.Gzip)
+    check(response.aggregated_payload_size == 73086,
+          "aggregated_payload_size %d, expected 73086"
+          % response.aggregated_payload_size)
+
+
 def server_streaming(stub, channel):
     sizes = (31415, 9, 2653, 58979)
     request = test_pb2.StreamingOutputCallRequest(
         response_type=test_pb2.COMPRESSABLE,
         response_parameters=[test_pb2.ResponseParameters(size=n)
                              for n in sizes])
+    call = stub.StreamingOutputCall(request, timeout=DEADLINE_S)
+    responses = list(call)
+    check(len(responses) == len(sizes),
+          "%d responses, expected %d" % (len(responses), len(sizes)))
+    for i, (response, size) in enumerate(zip(responses, sizes)):
+        check_payload(response.payload, size, "response %d" % i)
+    expect_ok(call, "StreamingOutputCall")
+
+
+def server_compressed_streaming(stub, channel):
+    # As server_compressed_unary: the compressed flags are not visible.
+    sizes = (31415, 92653)
+    request = test_pb2.StreamingOutputCallRequest(
+        response_type=test_pb2.COMPRESSABLE,
+        response_parameters=[
+            test_pb2.ResponseParameters(
+                compressed=test_pb2.BoolValue(value=True), size=sizes[0]),
+            test_pb2.ResponseParameters(
+                compressed=test_pb2.BoolValue(value=False), size=sizes[1]),
+        ])
     call = stub.StreamingOutputCall(request, timeout=DEADLINE_S)
     responses = list(call)
     check(len(responses) == len(sizes),
@@ -298,10 +387,11 @@ def timeout_on_sleeping_server(stub, channel):
 
 
 CASES = {fn.__name__: fn for fn in (
-    empty_unary, large_unary, client_streaming, server_streaming, ping_pong,
-    empty_stream, custom_metadata, status_code_and_message,
-    special_status_message, unimplemented_method, unimplemented_service,
-    cancel_after_begin, cancel_after_first_response,
+    empty_unary, large_unary, client_compressed_unary, server_compressed_unary,
+    client_streaming, client_compressed_streaming, server_streaming,
+    server_compressed_streaming, ping_pong, empty_stream, custom_metadata,
+    status_code_and_message, special_status_message, unimplemented_method,
+    unimplemented_service, cancel_after_begin, cancel_after_first_response,
     timeout_on_sleeping_server)}
 
 
@@ -310,15 +400,21 @@ def _parse_args(argv):
     parser.add_argument("--server_host", default="127.0.0.1")
     parser.add_argument("--server_port", type=int, required=True)
     parser.add_argument("--test_case", default="all",
-                        help="one of: all, " + ", ".join(CASES))
+                        help="all, or a comma-separated list of: "
+                        + ", ".join(CASES))
     parser.add_argument("--use_tls", default="false")
     parser.add_argument("--use_test_ca", default="false")
     parser.add_argument("--test_ca_file", default=None,
                         help="PEM of the test CA (with --use_test_ca=true)")
     parser.add_argument("--server_host_override", default=None)
     args = parser.parse_args(argv)
-    if args.test_case != "all" and args.test_case not in CASES:
-        parser.error("unknown test case %r" % args.test_case)
+    if args.test_case == "all":
+        args.test_case = list(CASES)
+    else:
+        args.test_case = args.test_case.split(",")
+        for name in args.test_case:
+            if name not in CASES:
+                parser.error("unknown test case %r" % name)
     args.use_tls = args.use_tls.lower() in ("true", "1", "yes")
     args.use_test_ca = args.use_test_ca.lower() in ("true", "1", "yes")
     if args.use_tls and args.use_test_ca and not args.test_ca_file:
@@ -340,7 +436,7 @@ def _channel(args, target):
 
 def main(argv=None):
     args = _parse_args(argv)
-    names = list(CASES) if args.test_case == "all" else [args.test_case]
+    names = args.test_case
     target = "%s:%d" % (args.server_host, args.server_port)
 
     failed = 0

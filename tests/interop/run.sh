@@ -20,6 +20,9 @@
 # (py-client/py-server, go-client/go-server, cpp-client/cpp-server), which
 # checks them on their own; no C programs needed.
 #
+# Each direction runs the cases CASES lists, plus the compression cases where
+# both of its ends implement them (see below).
+#
 # Prints "PASS interop <direction> <case>" / "FAIL interop <direction> <case>"
 # per case and exits non-zero if anything failed.  Logs of the last run are
 # kept in BUILD_DIR/interop-logs/.
@@ -50,11 +53,28 @@ fi
 # Debian's grpcio/protobuf modules are only visible to the system python.
 PY=/usr/bin/python3
 
+# The cases every direction runs.
 CASES=(empty_unary large_unary client_streaming server_streaming ping_pong
        empty_stream custom_metadata status_code_and_message
        special_status_message unimplemented_method unimplemented_service
        cancel_after_begin cancel_after_first_response
        timeout_on_sleeping_server)
+# The compression cases, only where both ends implement them:
+# - CompressedRequest (client_compressed_*): the server must see each
+#   request's compressed flag to refuse the uncompressed probe with
+#   INVALID_ARGUMENT.  grpcio's servers can not (py_server.py), so these
+#   run against interop_server only.
+# - CompressedResponse (server_compressed_*): py_server.py implements it;
+#   py_client.py can not see the responses' flags and checks the rest.
+# - The Go and C++ peers run none of them: grpc-go 1.33 has no per-message
+#   compression control and hides the flags, and grpc++ 1.51 shows them only
+#   through internal test-only symbols.
+CLIENT_COMPRESSION_CASES=(client_compressed_unary client_compressed_streaming)
+SERVER_COMPRESSION_CASES=(server_compressed_unary server_compressed_streaming)
+# Per kind of server, for clients that implement every case (C and Python).
+C_SERVER_CASES=("${CASES[@]}" "${CLIENT_COMPRESSION_CASES[@]}"
+                "${SERVER_COMPRESSION_CASES[@]}")
+PY_SERVER_CASES=("${CASES[@]}" "${SERVER_COMPRESSION_CASES[@]}")
 
 SERVER_LIFETIME=600   # s; upper bound even if this script is killed hard
 CLIENT_ALL_TIMEOUT=300
@@ -192,10 +212,11 @@ stop_server() {
     fi
 }
 
-# run_client KIND PORT CASE: runs the client for one case name or "all".
+# run_client KIND PORT CASES: runs the client for one case name, a
+# comma-separated list of them (C and Python clients only) or "all".
 run_client() {
     local kind=$1 port=$2 test_case=$3 limit=$CLIENT_ONE_TIMEOUT
-    [[ $test_case == all ]] && limit=$CLIENT_ALL_TIMEOUT
+    [[ $test_case == all || $test_case == *,* ]] && limit=$CLIENT_ALL_TIMEOUT
     local tls=()
     [[ $TLS == 1 ]] && tls=("${CLIENT_TLS_FLAGS[@]}")
     case $kind in
@@ -217,12 +238,21 @@ run_client() {
     esac
 }
 
-# run_direction DIRECTION CLIENT_KIND SERVER_KIND
+# run_direction DIRECTION CLIENT_KIND SERVER_KIND [CASE...]: the cases
+# (default: CASES) in one client run, then any it did not report on one by
+# one.
 run_direction() {
     local dir=$1 client=$2 server=$3 tag=${1//\//-}
     local slog=$LOGS/$tag.server.log clog=$LOGS/$tag.client.log
-    local rc=0 name line missing=()
+    local rc=0 name line missing=() list
     local -A result=()
+    local cases=("${@:4}")
+    [[ ${#cases[@]} -gt 0 ]] || cases=("${CASES[@]}")
+    # The Go and C++ clients take one name or "all" (which is CASES).
+    case $client in
+    go|cpp) list=all ;;
+    *)      list=$(IFS=,; echo "${cases[*]}") ;;
+    esac
 
     if ! start_server "$server" "$slog"; then
         fail "$dir" server "did not start listening within ${STARTUP_TIMEOUT}s"
@@ -230,7 +260,7 @@ run_direction() {
         return 0
     fi
 
-    run_client "$client" "$server_port" all >"$clog" 2>&1 || rc=$?
+    run_client "$client" "$server_port" "$list" >"$clog" 2>&1 || rc=$?
 
     # Per-case verdicts from "PASS name" / "FAIL name: reason" lines.
     while IFS= read -r line; do
@@ -241,7 +271,7 @@ run_direction() {
 
     # Cases the "all" run did not report on (crash, hang, other output
     # format): run them one by one and go by the exit status.
-    for name in "${CASES[@]}"; do
+    for name in "${cases[@]}"; do
         [[ -n ${result[$name]:-} ]] || missing+=("$name")
     done
     for name in "${missing[@]}"; do
@@ -253,7 +283,7 @@ run_direction() {
     done
 
     local case_failures=0
-    for name in "${CASES[@]}"; do
+    for name in "${cases[@]}"; do
         if [[ ${result[$name]:-} == PASS ]]; then
             echo "PASS interop $dir $name"
         else
@@ -453,6 +483,7 @@ peer_directions() {
         fail "$sdir" all "$peer_error"
         return 0
     fi
+    # CASES only: no compression cases with these peers (see CASES).
     if [[ -x $BUILD_DIR/bin/interop_server ]]; then
         run_direction "$cdir" "$kind" c
     else
@@ -499,19 +530,20 @@ timeout 60 protoc -I"$HERE" --python_out="$GEN" --grpc_out="$GEN" \
 
 # --- the runs ---------------------------------------------------------------
 if [[ ${INTEROP_SELFTEST:-0} == 1 ]]; then
-    run_direction py-client/py-server py py
+    # py_server.py can not refuse the client_compressed_* probes.
+    run_direction py-client/py-server py py "${PY_SERVER_CASES[@]}"
     peer_selftest go
     peer_selftest cpp
 else
     if [[ -x $BUILD_DIR/bin/interop_server ]]; then
-        run_direction py-client/c-server py c
-        run_direction py-client/c-server-blocking py cb
+        run_direction py-client/c-server py c "${C_SERVER_CASES[@]}"
+        run_direction py-client/c-server-blocking py cb "${C_SERVER_CASES[@]}"
     else
         fail py-client/c-server all \
              "$BUILD_DIR/bin/interop_server is missing (build it with make)"
     fi
     if [[ -x $BUILD_DIR/bin/interop_client ]]; then
-        run_direction c-client/py-server c py
+        run_direction c-client/py-server c py "${PY_SERVER_CASES[@]}"
     else
         fail c-client/py-server all \
              "$BUILD_DIR/bin/interop_client is missing (build it with make)"
@@ -530,9 +562,9 @@ else
                           --server_host_override=foo.test.google.fr)
         TLS=1
         [[ -x $BUILD_DIR/bin/interop_server ]] &&
-            run_direction py-client/c-server-tls py c
+            run_direction py-client/c-server-tls py c "${C_SERVER_CASES[@]}"
         [[ -x $BUILD_DIR/bin/interop_client ]] &&
-            run_direction c-client/py-server-tls c py
+            run_direction c-client/py-server-tls c py "${PY_SERVER_CASES[@]}"
         TLS=0
     else
         fail tls certificates "tests/tls/make-certs.sh failed"
