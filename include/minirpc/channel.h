@@ -10,8 +10,9 @@ extern "C" {
 #endif
 
 /* A channel to one target.  It owns an I/O thread, connects lazily on the
- * first call, reconnects after a failure, and multiplexes many calls on a
- * connection.  Every function here is thread-safe except mrpc_channel_del. */
+ * first call, reconnects after a failure with exponential backoff (see
+ * mrpc_channel_state and mrpc_channel_opts), and multiplexes many calls on
+ * a connection.  Every function here is thread-safe except mrpc_channel_del. */
 typedef struct mrpc_channel mrpc_channel;
 
 typedef struct mrpc_channel_opts {
@@ -47,6 +48,23 @@ typedef struct mrpc_channel_opts {
   /* 1: keepalive pings also while the connection has no call; 0
    * (default): only while calls are open. */
   int keepalive_permit_without_calls;
+  /* Connection backoff (gRPC connection-backoff.md; docs/design.md,
+   * "Channel states").  After a connection attempt fails (every resolved
+   * address tried) the channel is TRANSIENT_FAILURE until
+   * attempt start + backoff * (1 +- jitter); the backoff then grows by the
+   * multiplier up to the maximum, and is reset to the initial value when a
+   * connection becomes ready (the server's SETTINGS arrived).  An attempt is
+   * given max(its backoff deadline, now + min_connect_timeout) to complete.
+   * 0 = the default for each: initial 1000 ms, multiplier 1.6, jitter 0.2,
+   * max 120000 ms, min connect timeout 20000 ms.  A negative jitter means
+   * none; jitter is capped at 1 and the multiplier is raised to 1 if less;
+   * a max below the initial backoff is raised to it.  Other negative
+   * values: MRPC_ERR_INVAL from mrpc_channel_new. */
+  int64_t backoff_initial_ms;
+  double backoff_multiplier;
+  double backoff_jitter;
+  int64_t backoff_max_ms;
+  int64_t min_connect_timeout_ms;
 } mrpc_channel_opts;
 
 MRPC_EXTERN void mrpc_channel_opts_init(mrpc_channel_opts *o);
@@ -63,11 +81,65 @@ typedef struct mrpc_call_opts {
    * the algorithm + 1 (MRPC_CALL_COMPRESS(alg)); the server is told with
    * grpc-encoding. */
   int compression;
+  /* 0 (default): fail fast, as gRPC's wait-for-ready.md says: a call
+   * started while the channel is TRANSIENT_FAILURE ends at once with
+   * UNAVAILABLE (the last connection error as its message), and a call
+   * waiting for a connection ends so when that attempt fails.  1: the call
+   * waits through failures and backoff until a connection is READY, its
+   * deadline passes (DEADLINE_EXCEEDED), it is cancelled or the channel is
+   * deleted (CANCELLED).  A call already on a connection is not retried
+   * either way: losing that connection ends it with UNAVAILABLE. */
+  int wait_for_ready;
 } mrpc_call_opts;
 
 #define MRPC_CALL_COMPRESS(alg) ((int)(alg) + 1)
 
 MRPC_EXTERN void mrpc_call_opts_init(mrpc_call_opts *o);
+
+/* Connectivity state of a channel (gRPC connectivity-semantics-and-api.md;
+ * docs/design.md, "Channel states"):
+ *   IDLE              no connection and none being made: the state of a new
+ *                     channel, after a ready connection closes or sends
+ *                     GOAWAY, and after a backoff with no call waiting.
+ *                     A call (or get_state with try_to_connect) connects.
+ *   CONNECTING        a connection attempt is under way; calls wait.
+ *   READY             a connection is up (the server's SETTINGS arrived).
+ *   TRANSIENT_FAILURE the last attempt failed and the channel is in
+ *                     backoff: fail-fast calls end at once with
+ *                     UNAVAILABLE, wait-for-ready calls wait.
+ *   SHUTDOWN          mrpc_channel_del has begun. */
+typedef enum mrpc_channel_state {
+  MRPC_CHANNEL_IDLE = 0,
+  MRPC_CHANNEL_CONNECTING = 1,
+  MRPC_CHANNEL_READY = 2,
+  MRPC_CHANNEL_TRANSIENT_FAILURE = 3,
+  MRPC_CHANNEL_SHUTDOWN = 4,
+} mrpc_channel_state;
+
+/* "IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE", "SHUTDOWN"; "?" for
+ * other values.  Static strings; thread-safe. */
+MRPC_EXTERN const char *mrpc_channel_state_name(mrpc_channel_state s);
+
+/* The channel's current state.  try_to_connect != 0 and the state IDLE:
+ * a connection attempt starts (asynchronously, on the I/O thread; the
+ * state returned is still IDLE), as if a call had been started; in other
+ * states it does nothing.  Thread-safe; never blocks.  ch NULL:
+ * MRPC_CHANNEL_SHUTDOWN. */
+MRPC_EXTERN mrpc_channel_state mrpc_channel_get_state(mrpc_channel *ch,
+                                                      int try_to_connect);
+
+/* Blocks until the channel's state is other than last_seen (returns 1 at
+ * once if it already is) or timeout_ms passes (returns 0).  timeout_ms < 0
+ * waits without limit.  Changes in between are not queued: a state left
+ * and re-entered before the waiter looks may be missed, as in gRPC; read
+ * the new state with mrpc_channel_get_state.  Thread-safe, except that
+ * mrpc_channel_del must not run concurrently with a wait unless the
+ * waiter is woken by it: mrpc_channel_del moves the channel to SHUTDOWN,
+ * which wakes every waiter (returning 1), and waits for them to leave
+ * before freeing the channel.  Returns MRPC_ERR_INVAL (< 0) for ch NULL. */
+MRPC_EXTERN int mrpc_channel_wait_for_state_change(mrpc_channel *ch,
+                                                   mrpc_channel_state last_seen,
+                                                   int64_t timeout_ms);
 
 /* Creates a channel to target: "host:port", "[v6]:port" or "unix:/path".
  * Nothing is connected yet.  Returns 0 and *out, or MRPC_ERR_ADDR (target
@@ -79,8 +151,10 @@ MRPC_EXTERN int mrpc_channel_new(const char *target,
 /* Ends every call (those on a connection with UNAVAILABLE, those still
  * waiting for one with CANCELLED), closes connections, joins
  * the I/O thread and frees the channel.  Calls still referenced stay valid
- * to unref.  Not to be called from the channel's own callbacks.  NULL is a
- * no-op. */
+ * to unref.  The state becomes SHUTDOWN first: threads blocked in
+ * mrpc_channel_wait_for_state_change wake (returning 1), and this function
+ * waits for them to return before freeing.  Not to be called from the
+ * channel's own callbacks.  NULL is a no-op. */
 MRPC_EXTERN void mrpc_channel_del(mrpc_channel *ch);
 
 /* Event-driven call: starts m, callbacks in ops (copied) with ctx, on the
@@ -89,7 +163,9 @@ MRPC_EXTERN void mrpc_channel_del(mrpc_channel *ch);
  * for the caller (mrpc_call_unref when done).  If this function fails no
  * callback runs.  Returns 0 or MRPC_ERR_INVAL, MRPC_ERR_SHUTDOWN,
  * MRPC_ERR_NOMEM.  Connection failures are not errors here: they arrive as
- * an UNAVAILABLE status in on_done. */
+ * an UNAVAILABLE status in on_done (at once for a fail-fast call started
+ * while the channel is TRANSIENT_FAILURE; see mrpc_call_opts.wait_for_ready).
+ * MRPC_ERR_INVAL also for opts->wait_for_ready other than 0 or 1. */
 MRPC_EXTERN int mrpc_channel_start_call(mrpc_channel *ch, const mrpc_method *m,
                                         const mrpc_call_opts *opts,
                                         const mrpc_call_ops *ops, void *ctx,
