@@ -16,9 +16,19 @@ int64_t mrpc__ic_now_ns(void) {
 }
 
 void mrpc__ic_stderr_line(const char *line) {
+  /* stderr is unbuffered: text and newline in one write, so that other
+   * output (another stream on the same file) can not land inside a line. */
+  char buf[1024];
+  size_t n = strlen(line);
   flockfile(stderr);
-  fputs(line, stderr);
-  fputc('\n', stderr);
+  if (n < sizeof buf) {
+    memcpy(buf, line, n);
+    buf[n] = '\n';
+    fwrite(buf, 1, n + 1, stderr);
+  } else {
+    fputs(line, stderr);
+    fputc('\n', stderr);
+  }
   funlockfile(stderr);
 }
 

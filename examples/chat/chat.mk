@@ -11,6 +11,9 @@
 # included before the top Makefile's `all`): remember it, restore at the end.
 CHAT__DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
+# examples/common (flags, TLS, health, reflection, signals): EX_COMMON_OBJ.
+include examples/common/common.mk
+
 # chat.pb-c.{c,h} and chat.mrpc.{c,h} into $(BUILD)/gen/ (codegen/codegen.mk).
 $(eval $(call mrpc_protos,examples/chat,chat.proto))
 
@@ -27,13 +30,16 @@ EXAMPLE_TESTS += tests/examples/chat.sh
 tests: $(CHAT_TEST)
 
 $(CHAT_SERVER_OBJ) $(CHAT_CLIENT_OBJ) $(CHAT_TEST_OBJ): | $(MRPC_GEN_HDRS)
+$(eval $(call ex_common_uses,$(CHAT_SERVER_OBJ) $(CHAT_CLIENT_OBJ)))
 $(CHAT_SERVER_OBJ) $(CHAT_CLIENT_OBJ) $(CHAT_TEST_OBJ): $(CHAT_GEN_HDRS)
 
-$(BUILD)/bin/chat_server: $(CHAT_SERVER_OBJ) $(CHAT_GEN_OBJS) $(STATIC)
+$(BUILD)/bin/chat_server: $(CHAT_SERVER_OBJ) $(EX_COMMON_OBJ) \
+                          $(CHAT_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bin/chat_client: $(CHAT_CLIENT_OBJ) $(CHAT_GEN_OBJS) $(STATIC)
+$(BUILD)/bin/chat_client: $(CHAT_CLIENT_OBJ) $(EX_COMMON_OBJ) \
+                          $(CHAT_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -1,6 +1,8 @@
 /* chat_client: joins the chat.ChatService room.
  *
  *   chat_client [--target HOST:PORT] [--name NAME]
+ *               [--tls | --tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+ *               [--authority NAME]
  *
  * Sends every line of stdin as a ChatMessage (user = NAME, default $USER,
  * else "anon") and prints every message of the room as "user: content".
@@ -12,6 +14,8 @@
  * receive while another sends): a receiver thread prints messages, the main
  * thread reads stdin and sends.  The main thread polls stdin together with a
  * pipe the receiver writes to when the call is over.
+ *
+ * TLS and --authority as every example client (examples/common/example.h).
  *
  * Exit status: 0 when the call ended with OK, 1 otherwise, 2 on bad usage.
  * SPDX-License-Identifier: Apache-2.0 */
@@ -28,6 +32,7 @@
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "chat.mrpc.h"
 #include "chat.pb-c.h"
 
@@ -58,21 +63,15 @@ static void *receive(void *arg) {
 static int usage(void) {
   fprintf(stderr,
           "usage: chat_client [--target HOST:PORT] [--name NAME]\n"
-          "  --target  server (default %s)\n"
-          "  --name    your name in the room (default $USER)\n"
+          "                   [--tls | --tls-ca FILE]"
+          " [--tls-cert FILE --tls-key FILE]\n"
+          "                   [--authority NAME]\n"
+          "  --target HOST:PORT     server (default %s)\n"
+          "  --name NAME            your name in the room (default $USER)\n"
+          "%s"
           "Type lines to send them; \"quit\" or end of input leaves.\n",
-          DEFAULT_TARGET);
+          DEFAULT_TARGET, ex_client_usage);
   return 2;
-}
-
-static const char *flag_value(int argc, char **argv, int *i,
-                              const char *name) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] == '\0' && *i + 1 < argc) return argv[++*i];
-  return NULL;
 }
 
 /* Sends one line; false when the call is over. */
@@ -86,13 +85,15 @@ static bool send_line(mrpc_stream *s, const char *name, char *line) {
 }
 
 int main(int argc, char **argv) {
-  const char *target = DEFAULT_TARGET, *name = getenv("USER");
+  ex_client cl;
+  ex_client_init(&cl, "chat_client", DEFAULT_TARGET);
+  const char *name = getenv("USER");
   if (!name || !*name) name = "anon";
   for (int i = 1; i < argc; i++) {
     const char *v;
-    if ((v = flag_value(argc, argv, &i, "--target")))
-      target = v;
-    else if ((v = flag_value(argc, argv, &i, "--name")))
+    if (ex_client_flag(&cl, argc, argv, &i))
+      continue;
+    else if ((v = ex_flag_value(argc, argv, &i, "--name")))
       name = v;
     else
       return usage();
@@ -106,10 +107,14 @@ int main(int argc, char **argv) {
   }
   mrpc_channel *ch = NULL;
   receiver r = {NULL, wake[1], 0};
-  int rc = mrpc_channel_new(target, NULL, &ch);
-  if (rc == 0) rc = chat__chat_service__chat__open(ch, NULL, &r.s);
+  int rc = ex_channel_new(&cl, NULL, &ch); /* TLS, --authority */
   if (rc != 0) {
-    fprintf(stderr, "chat_client: %s: %s\n", target, mrpc_strerror(rc));
+    close(wake[0]);
+    close(wake[1]);
+    return rc;
+  }
+  if ((rc = chat__chat_service__chat__open(ch, NULL, &r.s)) != 0) {
+    fprintf(stderr, "chat_client: %s: %s\n", cl.target, mrpc_strerror(rc));
     mrpc_channel_del(ch);
     return 1;
   }

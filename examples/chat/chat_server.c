@@ -1,6 +1,8 @@
 /* chat_server: a chat room (bidirectional streaming) with libminirpc.
  *
  *   chat_server [--listen HOST:PORT] [--queue-bytes N] [--max-message N]
+ *               [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+ *               [--no-health] [--no-reflection]
  *
  * Serves chat.ChatService/Chat.  Every open Chat call is a member of one
  * room; every message a member sends goes to every member, the sender
@@ -30,11 +32,14 @@
  * One line per join and leave on stdout:
  *   join: id=3 peer=ipv4:127.0.0.1:40000 members=2
  *   leave: id=3 user=alice status=OK messages=5 members=1
+ *
+ * As every example server (examples/common/example.h): TLS with --tls-cert
+ * / --tls-key, mutual TLS with --tls-client-ca; the health service ("" and
+ * chat.ChatService SERVING) and server reflection with chat.proto's
+ * descriptor, unless --no-health / --no-reflection.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +49,7 @@
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "chat.mrpc.h"
 #include "chat.pb-c.h"
 
@@ -204,38 +210,22 @@ static void chat_start(mrpc_call *call, void *user) {
 
 /* ---- main ------------------------------------------------------------- */
 
-static int g_sig_pipe[2] = {-1, -1};
-
-static void on_signal(int sig) {
-  (void)sig;
-  int saved = errno;
-  char c = 1;
-  if (write(g_sig_pipe[1], &c, 1) < 0) {
-  }
-  errno = saved;
-}
-
 static int usage(void) {
   fprintf(stderr,
           "usage: chat_server [--listen HOST:PORT] [--queue-bytes N]"
           " [--max-message N]\n"
-          "  --listen       address to serve on (default %s; port 0 picks"
-          " one)\n"
-          "  --queue-bytes  per-member send queue; a member over it is"
-          " dropped (default 262144)\n"
-          "  --max-message  largest message accepted, bytes (default %d)\n",
-          DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE);
+          "                   [--tls-cert FILE --tls-key FILE"
+          " [--tls-client-ca FILE]]\n"
+          "                   [--no-health] [--no-reflection]\n"
+          "  (--listen default: %s)\n"
+          "%s"
+          "  --queue-bytes N        per-member send queue; a member over it"
+          " is dropped\n"
+          "                         (default 262144)\n"
+          "  --max-message N        largest message accepted, bytes"
+          " (default %d)\n",
+          DEFAULT_LISTEN, ex_server_usage, DEFAULT_MAX_MESSAGE);
   return 2;
-}
-
-static const char *flag_value(int argc, char **argv, int *i,
-                              const char *name) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] == '\0' && *i + 1 < argc) return argv[++*i];
-  return NULL;
 }
 
 static bool parse_size(const char *s, size_t *out) {
@@ -249,34 +239,22 @@ static bool parse_size(const char *s, size_t *out) {
 }
 
 int main(int argc, char **argv) {
-  const char *listen = DEFAULT_LISTEN;
+  ex_server ex;
+  ex_server_init(&ex, "chat_server", DEFAULT_LISTEN);
   size_t max_message = DEFAULT_MAX_MESSAGE;
   g_queue_bytes = 256 * 1024;
   for (int i = 1; i < argc; i++) {
     const char *v;
-    if ((v = flag_value(argc, argv, &i, "--listen"))) {
-      listen = v;
-    } else if ((v = flag_value(argc, argv, &i, "--queue-bytes"))) {
+    if (ex_server_flag(&ex, argc, argv, &i)) {
+      continue;
+    } else if ((v = ex_flag_value(argc, argv, &i, "--queue-bytes"))) {
       if (!parse_size(v, &g_queue_bytes)) return usage();
-    } else if ((v = flag_value(argc, argv, &i, "--max-message"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--max-message"))) {
       if (!parse_size(v, &max_message)) return usage();
     } else {
       return usage();
     }
   }
-
-  if (pipe2(g_sig_pipe, O_CLOEXEC) != 0 ||
-      fcntl(g_sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
-    perror("chat_server: pipe");
-    return 1;
-  }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
 
   static Chat__ChatService_MrpcHandlers handlers;
   handlers.chat = chat_start;
@@ -285,29 +263,31 @@ int main(int argc, char **argv) {
   mrpc_server_opts_init(&opts);
   opts.send_queue_limit = g_queue_bytes;
   opts.max_recv_message = max_message;
-  mrpc_server *srv = NULL;
-  int port = 0, rc;
-  if ((rc = mrpc_server_new(&opts, &srv)) != 0 ||
-      (rc = chat__chat_service__mrpc_register(srv, &handlers)) != 0 ||
-      (rc = mrpc_server_listen(srv, listen, &port)) != 0 ||
-      (rc = mrpc_server_start(srv)) != 0) {
-    fprintf(stderr, "chat_server: %s: %s\n", listen, mrpc_strerror(rc));
-    mrpc_server_del(srv);
-    return 1;
+  /* TLS, health and reflection (example.h); SIGINT / SIGTERM blocked for
+   * ex_wait_signal. */
+  int rc = ex_server_new(&ex, &opts);
+  if (rc != 0) return rc;
+  if ((rc = chat__chat_service__mrpc_register(ex.srv, &handlers)) != 0) {
+    fprintf(stderr, "chat_server: %s\n", mrpc_strerror(rc));
+    rc = 1;
+  } else {
+    rc = ex_server_start(&ex, &chat__chat_service__mrpc_service,
+                         &chat__mrpc_file);
   }
-  const char *colon = strrchr(listen, ':');
-  int host_len = colon ? (int)(colon - listen) : 0;
-  printf("chat_server: listening on %.*s:%d\n", host_len, listen, port);
+  if (rc != 0) {
+    ex_server_del(&ex);
+    return rc;
+  }
+  printf("chat_server: listening on %s\n", ex.where);
   fflush(stdout);
 
-  char c;
-  while (read(g_sig_pipe[0], &c, 1) < 0 && errno == EINTR) {
-  }
+  ex_wait_signal();
   printf("chat_server: shutting down\n");
   fflush(stdout);
   /* Close the room: every member's call ends with UNAVAILABLE after what
    * is queued for it; the shutdown's grace covers the delivery, then cuts
-   * whoever still does not read. */
+   * whoever still does not read.  (Health turns NOT_SERVING when the
+   * shutdown begins.) */
   pthread_mutex_lock(&g_room.mu);
   g_room.closing = true;
   while (g_room.head) {
@@ -317,9 +297,7 @@ int main(int argc, char **argv) {
                      NULL, 0);
   }
   pthread_mutex_unlock(&g_room.mu);
-  mrpc_server_shutdown(srv, 2000);
-  mrpc_server_del(srv);
-  close(g_sig_pipe[0]);
-  close(g_sig_pipe[1]);
+  mrpc_server_shutdown(ex.srv, 2000);
+  ex_server_del(&ex);
   return 0;
 }

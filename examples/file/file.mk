@@ -8,6 +8,9 @@
 # included before the top Makefile's `all`): remember it, restore at the end.
 FILE__DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
+# examples/common (flags, TLS, health, reflection, signals): EX_COMMON_OBJ.
+include examples/common/common.mk
+
 # file.pb-c.{c,h} and file.mrpc.{c,h} into $(BUILD)/gen/ (codegen/codegen.mk).
 $(eval $(call mrpc_protos,examples/file,file.proto))
 
@@ -23,13 +26,16 @@ PROGRAMS += $(BUILD)/bin/file_server $(BUILD)/bin/file_client
 EXAMPLE_TESTS += tests/examples/file.sh
 
 $(FILE_SERVER_OBJ) $(FILE_CLIENT_OBJ): | $(MRPC_GEN_HDRS)
+$(eval $(call ex_common_uses,$(FILE_SERVER_OBJ) $(FILE_CLIENT_OBJ)))
 $(FILE_SERVER_OBJ) $(FILE_CLIENT_OBJ): $(FILE_GEN_HDRS)
 
-$(BUILD)/bin/file_server: $(FILE_SERVER_OBJ) $(FILE_GEN_OBJS) $(STATIC)
+$(BUILD)/bin/file_server: $(FILE_SERVER_OBJ) $(EX_COMMON_OBJ) \
+                          $(FILE_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(FILE_CRYPTO_LIBS)
 
-$(BUILD)/bin/file_client: $(FILE_CLIENT_OBJ) $(FILE_GEN_OBJS) $(STATIC)
+$(BUILD)/bin/file_client: $(FILE_CLIENT_OBJ) $(EX_COMMON_OBJ) \
+                          $(FILE_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(FILE_CRYPTO_LIBS)
 

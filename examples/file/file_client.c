@@ -1,11 +1,15 @@
 /* file_client: uploads one file to file.FileService/Upload.
  *
  *   file_client [--target HOST:PORT] PATH [--name NAME]
+ *               [--tls | --tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+ *               [--authority NAME]
  *
  * Blocking style, as the blog's Python client: the file goes in 1 MiB
  * chunks (the first one carries the name: --name, else PATH's base name),
  * then the client half-closes and reads the one UploadResponse.  It hashes
  * what it sends and checks the server's SHA-256 and size against its own.
+ *
+ * TLS and --authority as every example client (examples/common/example.h).
  *
  * Exit status: 0 when stored and verified, 1 on an error status or a
  * mismatch, 2 on bad usage.
@@ -23,6 +27,7 @@
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "file.mrpc.h"
 #include "file.pb-c.h"
 
@@ -32,21 +37,15 @@
 static int usage(void) {
   fprintf(stderr,
           "usage: file_client [--target HOST:PORT] PATH [--name NAME]\n"
-          "  --target  server (default %s)\n"
-          "  --name    name to store the file under (default: PATH's base"
-          " name)\n",
-          DEFAULT_TARGET);
+          "                   [--tls | --tls-ca FILE]"
+          " [--tls-cert FILE --tls-key FILE]\n"
+          "                   [--authority NAME]\n"
+          "  --target HOST:PORT     server (default %s)\n"
+          "  --name NAME            name to store the file under (default:"
+          " PATH's base name)\n"
+          "%s",
+          DEFAULT_TARGET, ex_client_usage);
   return 2;
-}
-
-static const char *flag_value(int argc, char **argv, int *i,
-                              const char *name) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] == '\0' && *i + 1 < argc) return argv[++*i];
-  return NULL;
 }
 
 /* Reads up to n bytes (less only at the end of the file); -1 on error. */
@@ -63,12 +62,14 @@ static ssize_t read_full(int fd, uint8_t *buf, size_t n) {
 }
 
 int main(int argc, char **argv) {
-  const char *target = DEFAULT_TARGET, *path = NULL, *name = NULL;
+  ex_client cl;
+  ex_client_init(&cl, "file_client", DEFAULT_TARGET);
+  const char *path = NULL, *name = NULL;
   for (int i = 1; i < argc; i++) {
     const char *v;
-    if ((v = flag_value(argc, argv, &i, "--target"))) {
-      target = v;
-    } else if ((v = flag_value(argc, argv, &i, "--name"))) {
+    if (ex_client_flag(&cl, argc, argv, &i)) {
+      continue;
+    } else if ((v = ex_flag_value(argc, argv, &i, "--name"))) {
       name = v;
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       return usage();
@@ -99,11 +100,19 @@ int main(int argc, char **argv) {
 
   mrpc_channel *ch = NULL;
   mrpc_stream *s = NULL;
-  int rc = mrpc_channel_new(target, NULL, &ch);
-  if (rc == 0) rc = file__file_service__upload__open(ch, NULL, &s);
+  int rc = ex_channel_new(&cl, NULL, &ch); /* TLS, --authority */
   if (rc != 0) {
-    fprintf(stderr, "file_client: %s: %s\n", target, mrpc_strerror(rc));
+    close(fd);
+    free(buf);
+    EVP_MD_CTX_free(md);
+    return rc;
+  }
+  if ((rc = file__file_service__upload__open(ch, NULL, &s)) != 0) {
+    fprintf(stderr, "file_client: %s: %s\n", cl.target, mrpc_strerror(rc));
     mrpc_channel_del(ch);
+    close(fd);
+    free(buf);
+    EVP_MD_CTX_free(md);
     return 1;
   }
 

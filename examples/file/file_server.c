@@ -1,6 +1,8 @@
 /* file_server: file upload (client streaming) with libminirpc.
  *
  *   file_server [--listen HOST:PORT] --dir DIR [--max-bytes N]
+ *               [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+ *               [--no-health] [--no-reflection]
  *
  * Serves file.FileService/Upload: the chunks of one upload are written to a
  * temporary file in DIR (".upload-XXXXXX") while their SHA-256 is computed
@@ -25,11 +27,15 @@
  *
  * One line per call on stdout when it ends:
  *   upload: name=report.pdf bytes=5242880 status=OK ms=48
+ *
+ * As every example server (examples/common/example.h): TLS with --tls-cert
+ * / --tls-key, mutual TLS with --tls-client-ca; the health service ("" and
+ * file.FileService SERVING) and server reflection with file.proto's
+ * descriptor, unless --no-health / --no-reflection.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,6 +49,7 @@
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "file.mrpc.h"
 #include "file.pb-c.h"
 
@@ -269,37 +276,19 @@ out:
 
 /* ---- main ------------------------------------------------------------- */
 
-static int g_sig_pipe[2] = {-1, -1};
-
-static void on_signal(int sig) {
-  (void)sig;
-  int saved = errno;
-  char c = 1;
-  if (write(g_sig_pipe[1], &c, 1) < 0) {
-  }
-  errno = saved;
-}
-
 static int usage(void) {
   fprintf(stderr,
           "usage: file_server [--listen HOST:PORT] --dir DIR"
           " [--max-bytes N[k|m|g]]\n"
-          "  --listen     address to serve on (default %s; port 0 picks"
-          " one)\n"
-          "  --dir        where uploads are stored (must exist)\n"
-          "  --max-bytes  largest upload accepted (default 100m)\n",
-          DEFAULT_LISTEN);
+          "                   [--tls-cert FILE --tls-key FILE"
+          " [--tls-client-ca FILE]]\n"
+          "                   [--no-health] [--no-reflection]\n"
+          "  (--listen default: %s)\n"
+          "%s"
+          "  --dir DIR              where uploads are stored (must exist)\n"
+          "  --max-bytes N          largest upload accepted (default 100m)\n",
+          DEFAULT_LISTEN, ex_server_usage);
   return 2;
-}
-
-static const char *flag_value(int argc, char **argv, int *i,
-                              const char *name) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] == '\0' && *i + 1 < argc) return argv[++*i];
-  return NULL;
 }
 
 /* "123", "64k", "100m", "2g" (binary units). */
@@ -322,16 +311,17 @@ static bool parse_size(const char *s, long long *out) {
 }
 
 int main(int argc, char **argv) {
-  const char *listen = DEFAULT_LISTEN;
+  ex_server ex;
+  ex_server_init(&ex, "file_server", DEFAULT_LISTEN);
   static app a; /* outlives the server */
   a.max_bytes = DEFAULT_MAX_BYTES;
   for (int i = 1; i < argc; i++) {
     const char *v;
-    if ((v = flag_value(argc, argv, &i, "--listen"))) {
-      listen = v;
-    } else if ((v = flag_value(argc, argv, &i, "--dir"))) {
+    if (ex_server_flag(&ex, argc, argv, &i)) {
+      continue;
+    } else if ((v = ex_flag_value(argc, argv, &i, "--dir"))) {
       a.dir = v;
-    } else if ((v = flag_value(argc, argv, &i, "--max-bytes"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--max-bytes"))) {
       if (!parse_size(v, &a.max_bytes)) return usage();
     } else {
       return usage();
@@ -347,49 +337,36 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  if (pipe2(g_sig_pipe, O_CLOEXEC) != 0 ||
-      fcntl(g_sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
-    perror("file_server: pipe");
-    return 1;
-  }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
   static File__FileService_MrpcHandlers handlers;
   handlers.upload_blocking = upload_blocking;
   handlers.user = &a;
 
-  mrpc_server *srv = NULL;
-  int port = 0, rc;
-  if ((rc = mrpc_server_new(NULL, &srv)) != 0 ||
-      (rc = file__file_service__mrpc_register(srv, &handlers)) != 0 ||
-      (rc = mrpc_server_listen(srv, listen, &port)) != 0 ||
-      (rc = mrpc_server_start(srv)) != 0) {
-    fprintf(stderr, "file_server: %s: %s\n", listen, mrpc_strerror(rc));
-    mrpc_server_del(srv);
-    return 1;
+  /* TLS, health and reflection (example.h); SIGINT / SIGTERM blocked for
+   * ex_wait_signal. */
+  int rc = ex_server_new(&ex, NULL);
+  if (rc != 0) return rc;
+  if ((rc = file__file_service__mrpc_register(ex.srv, &handlers)) != 0) {
+    fprintf(stderr, "file_server: %s\n", mrpc_strerror(rc));
+    rc = 1;
+  } else {
+    rc = ex_server_start(&ex, &file__file_service__mrpc_service,
+                         &file__mrpc_file);
   }
-  const char *colon = strrchr(listen, ':');
-  int host_len = colon ? (int)(colon - listen) : 0;
-  printf("file_server: listening on %.*s:%d (dir %s, max %lld bytes)\n",
-         host_len, listen, port, a.dir, a.max_bytes);
+  if (rc != 0) {
+    ex_server_del(&ex);
+    return rc;
+  }
+  printf("file_server: listening on %s (dir %s, max %lld bytes)\n", ex.where,
+         a.dir, a.max_bytes);
   fflush(stdout);
 
-  char c;
-  while (read(g_sig_pipe[0], &c, 1) < 0 && errno == EINTR) {
-  }
+  ex_wait_signal();
   printf("file_server: shutting down\n");
   fflush(stdout);
   /* Uploads in flight get two seconds, then are cancelled (and their
-   * temporary files removed by their handlers). */
-  mrpc_server_shutdown(srv, 2000);
-  mrpc_server_del(srv);
-  close(g_sig_pipe[0]);
-  close(g_sig_pipe[1]);
+   * temporary files removed by their handlers).  Health turns NOT_SERVING
+   * first. */
+  mrpc_server_shutdown(ex.srv, 2000);
+  ex_server_del(&ex);
   return 0;
 }

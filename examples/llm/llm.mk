@@ -10,6 +10,9 @@
 # included before the top Makefile's `all`): remember it, restore at the end.
 LLM__DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
+# examples/common (flags, TLS, health, reflection, signals): EX_COMMON_OBJ.
+include examples/common/common.mk
+
 # llm.pb-c.{c,h} and llm.mrpc.{c,h} into $(BUILD)/gen/ (codegen/codegen.mk).
 $(eval $(call mrpc_protos,examples/llm,llm.proto))
 
@@ -30,6 +33,7 @@ EXAMPLE_TESTS += tests/examples/llm.sh
 tests: $(LLM_TEST)
 
 $(LLM_SERVER_OBJ) $(LLM_CLIENT_OBJ): | $(MRPC_GEN_HDRS)
+$(eval $(call ex_common_uses,$(LLM_SERVER_OBJ) $(LLM_CLIENT_OBJ)))
 $(LLM_SERVER_OBJ) $(LLM_CLIENT_OBJ): $(LLM_GEN_HDRS)
 $(LLM_SERVER_OBJ) $(LLM_NGRAM_OBJ) $(LLM_TEST_OBJ): examples/llm/ngram.h
 $(LLM_TEST_OBJ): ALL_CFLAGS += -Iexamples/llm
@@ -44,12 +48,14 @@ $(LLM_CORPUS_C): examples/llm/corpus.txt examples/llm/llm.mk
 	  echo 'const size_t llm_corpus_len = sizeof llm_corpus - 1;'; \
 	} >$@.tmp && mv $@.tmp $@
 
-$(BUILD)/bin/llm_server: $(LLM_SERVER_OBJ) $(LLM_NGRAM_OBJ) $(LLM_CORPUS_OBJ) \
+$(BUILD)/bin/llm_server: $(LLM_SERVER_OBJ) $(EX_COMMON_OBJ) \
+                         $(LLM_NGRAM_OBJ) $(LLM_CORPUS_OBJ) \
                          $(LLM_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bin/llm_client: $(LLM_CLIENT_OBJ) $(LLM_GEN_OBJS) $(STATIC)
+$(BUILD)/bin/llm_client: $(LLM_CLIENT_OBJ) $(EX_COMMON_OBJ) \
+                         $(LLM_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -1,6 +1,8 @@
 /* llm_client: prints the tokens of llm.LLMService/Generate as they arrive.
  *
  *   llm_client [--target HOST:PORT] --prompt TEXT [--max-tokens N]
+ *              [--tls | --tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+ *              [--authority NAME]
  *
  * Blocking style: the generated llm__llmservice__generate__open sends the
  * request and half-closes, then each GenerateResponse is read with
@@ -12,10 +14,11 @@
  * calls mrpc_call_cancel (thread-safe), the reading loop then sees the call
  * end, and the program says so and exits with status 130.
  *
+ * TLS and --authority as every example client (examples/common/example.h).
+ *
  * Exit status: 0 when the stream ended with OK and is_finished, 1 on an
  * error status, 2 on bad usage, 130 when interrupted.
  * SPDX-License-Identifier: Apache-2.0 */
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -26,6 +29,7 @@
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "llm.mrpc.h"
 #include "llm.pb-c.h"
 
@@ -55,39 +59,32 @@ static int usage(void) {
   fprintf(stderr,
           "usage: llm_client [--target HOST:PORT] --prompt TEXT"
           " [--max-tokens N]\n"
-          "  --target      server (default %s)\n"
-          "  --prompt      text to continue\n"
-          "  --max-tokens  number of tokens; 0 = the server's default\n",
-          DEFAULT_TARGET);
+          "                  [--tls | --tls-ca FILE]"
+          " [--tls-cert FILE --tls-key FILE]\n"
+          "                  [--authority NAME]\n"
+          "  --target HOST:PORT     server (default %s)\n"
+          "  --prompt TEXT          text to continue\n"
+          "  --max-tokens N         number of tokens; 0 = the server's"
+          " default\n"
+          "%s",
+          DEFAULT_TARGET, ex_client_usage);
   return 2;
 }
 
-static const char *flag_value(int argc, char **argv, int *i,
-                              const char *name) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] == '\0' && *i + 1 < argc) return argv[++*i];
-  return NULL;
-}
-
 int main(int argc, char **argv) {
-  const char *target = DEFAULT_TARGET, *prompt = NULL;
+  ex_client cl;
+  ex_client_init(&cl, "llm_client", DEFAULT_TARGET);
+  const char *prompt = NULL;
   long max_tokens = 0;
   for (int i = 1; i < argc; i++) {
     const char *v;
-    if ((v = flag_value(argc, argv, &i, "--target"))) {
-      target = v;
-    } else if ((v = flag_value(argc, argv, &i, "--prompt"))) {
+    if (ex_client_flag(&cl, argc, argv, &i)) {
+      continue;
+    } else if ((v = ex_flag_value(argc, argv, &i, "--prompt"))) {
       prompt = v;
-    } else if ((v = flag_value(argc, argv, &i, "--max-tokens"))) {
-      char *end;
-      errno = 0;
-      max_tokens = strtol(v, &end, 10);
+    } else if ((v = ex_flag_value(argc, argv, &i, "--max-tokens"))) {
       /* Out-of-range values are the server's to refuse: pass them on. */
-      if (!*v || *end || errno || max_tokens < INT32_MIN ||
-          max_tokens > INT32_MAX)
+      if (!ex_parse_long(v, INT32_MIN, INT32_MAX, &max_tokens))
         return usage();
     } else {
       return usage();
@@ -106,11 +103,8 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &w.set, NULL);
 
   mrpc_channel *ch = NULL;
-  int rc = mrpc_channel_new(target, NULL, &ch);
-  if (rc != 0) {
-    fprintf(stderr, "llm_client: %s: %s\n", target, mrpc_strerror(rc));
-    return 1;
-  }
+  int rc = ex_channel_new(&cl, NULL, &ch); /* TLS, --authority */
+  if (rc != 0) return rc;
   Llm__GenerateRequest req = LLM__GENERATE_REQUEST__INIT;
   req.prompt = (char *)prompt;
   req.max_tokens = (int32_t)max_tokens;

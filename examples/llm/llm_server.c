@@ -2,6 +2,8 @@
  *
  *   llm_server [--listen HOST:PORT] [--token-delay-ms N] [--max-tokens-limit N]
  *              [--corpus FILE]
+ *              [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+ *              [--no-health] [--no-reflection]
  *   llm_server --generate PROMPT [--max-tokens N] [--corpus FILE]
  *
  * Serves llm.LLMService/Generate: a word-level trigram model (ngram.c),
@@ -20,20 +22,22 @@
  *
  * One line per call on stdout when it ends:
  *   generate: peer=ipv4:127.0.0.1:40000 tokens=12 status=OK ms=371
+ *
+ * As every example server (examples/common/example.h): TLS with --tls-cert
+ * / --tls-key, mutual TLS with --tls-client-ca; the health service ("" and
+ * llm.LLMService SERVING) and server reflection with llm.proto's
+ * descriptor, unless --no-health / --no-reflection.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "llm.mrpc.h"
 #include "llm.pb-c.h"
 #include "ngram.h"
@@ -178,50 +182,29 @@ static void generate_blocking(mrpc_stream *s, const Llm__GenerateRequest *req,
 
 /* ---- main ------------------------------------------------------------- */
 
-static int g_sig_pipe[2] = {-1, -1};
-
-static void on_signal(int sig) {
-  (void)sig;
-  int saved = errno;
-  char c = 1;
-  if (write(g_sig_pipe[1], &c, 1) < 0) {
-  }
-  errno = saved;
-}
-
 static int usage(void) {
   fprintf(stderr,
           "usage: llm_server [--listen HOST:PORT] [--token-delay-ms N]\n"
           "                  [--max-tokens-limit N] [--corpus FILE]\n"
+          "                  [--tls-cert FILE --tls-key FILE"
+          " [--tls-client-ca FILE]]\n"
+          "                  [--no-health] [--no-reflection]\n"
           "       llm_server --generate PROMPT [--max-tokens N]"
           " [--corpus FILE]\n"
-          "  --listen            address to serve on (default %s;"
-          " port 0 picks one)\n"
-          "  --token-delay-ms    pause before each token (default %d)\n"
-          "  --max-tokens-limit  largest max_tokens accepted (default %d)\n"
-          "  --corpus            train on FILE instead of the built-in"
+          "  (--listen default: %s)\n"
+          "%s"
+          "  --token-delay-ms N     pause before each token (default %d)\n"
+          "  --max-tokens-limit N   largest max_tokens accepted (default %d)\n"
+          "  --corpus FILE          train on FILE instead of the built-in"
           " fables\n"
-          "  --generate          print the text PROMPT gets and exit\n",
-          DEFAULT_LISTEN, DEFAULT_DELAY_MS, DEFAULT_LIMIT);
+          "  --generate PROMPT      print the text PROMPT gets and exit\n",
+          DEFAULT_LISTEN, ex_server_usage, DEFAULT_DELAY_MS, DEFAULT_LIMIT);
   return 2;
 }
 
-/* "--name value" or "--name=value"; advances *i for the former. */
-static const char *flag_value(int argc, char **argv, int *i,
-                              const char *name) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] == '\0' && *i + 1 < argc) return argv[++*i];
-  return NULL;
-}
-
 static bool parse_int(const char *s, long lo, long hi, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (!*s || *end || errno || v < lo || v > hi) return false;
+  long v;
+  if (!ex_parse_long(s, lo, hi, &v)) return false;
   *out = (int)v;
   return true;
 }
@@ -253,22 +236,24 @@ static char *read_file(const char *path, size_t *len) {
 }
 
 int main(int argc, char **argv) {
-  const char *listen = DEFAULT_LISTEN, *corpus = NULL, *prompt = NULL;
+  ex_server ex;
+  ex_server_init(&ex, "llm_server", DEFAULT_LISTEN);
+  const char *corpus = NULL, *prompt = NULL;
   app a = {NULL, DEFAULT_DELAY_MS, DEFAULT_LIMIT};
   int max_tokens = 0;
   for (int i = 1; i < argc; i++) {
     const char *v;
-    if ((v = flag_value(argc, argv, &i, "--listen"))) {
-      listen = v;
-    } else if ((v = flag_value(argc, argv, &i, "--token-delay-ms"))) {
+    if (ex_server_flag(&ex, argc, argv, &i)) {
+      continue;
+    } else if ((v = ex_flag_value(argc, argv, &i, "--token-delay-ms"))) {
       if (!parse_int(v, 0, 60000, &a.delay_ms)) return usage();
-    } else if ((v = flag_value(argc, argv, &i, "--max-tokens-limit"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--max-tokens-limit"))) {
       if (!parse_int(v, 1, 100000000, &a.limit)) return usage();
-    } else if ((v = flag_value(argc, argv, &i, "--corpus"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--corpus"))) {
       corpus = v;
-    } else if ((v = flag_value(argc, argv, &i, "--generate"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--generate"))) {
       prompt = v;
-    } else if ((v = flag_value(argc, argv, &i, "--max-tokens"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--max-tokens"))) {
       if (!parse_int(v, 0, 100000000, &max_tokens)) return usage();
     } else {
       return usage();
@@ -307,55 +292,43 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  if (pipe2(g_sig_pipe, O_CLOEXEC) != 0 ||
-      fcntl(g_sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
-    perror("llm_server: pipe");
-    return 1;
-  }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
   /* The handler table must outlive the server: static storage. */
   static Llm__LLMService_MrpcHandlers handlers;
   handlers.generate_blocking = generate_blocking;
   handlers.user = &a;
 
-  mrpc_server *srv = NULL;
-  int port = 0, rc;
-  if ((rc = mrpc_server_new(NULL, &srv)) != 0 ||
-      (rc = llm__llmservice__mrpc_register(srv, &handlers)) != 0 ||
-      (rc = mrpc_server_listen(srv, listen, &port)) != 0 ||
-      (rc = mrpc_server_start(srv)) != 0) {
-    fprintf(stderr, "llm_server: %s: %s\n", listen, mrpc_strerror(rc));
-    mrpc_server_del(srv);
+  /* TLS, health and reflection (example.h); SIGINT / SIGTERM blocked for
+   * ex_wait_signal. */
+  int rc = ex_server_new(&ex, NULL);
+  if (rc != 0) {
     ngram_free(a.model);
-    return 1;
+    return rc;
   }
-  /* "HOST:PORT" with the port actually bound (--listen HOST:0). */
-  const char *colon = strrchr(listen, ':');
-  int host_len = colon ? (int)(colon - listen) : 0;
-  printf("llm_server: listening on %.*s:%d (model: %zu tokens, %zu words;"
+  if ((rc = llm__llmservice__mrpc_register(ex.srv, &handlers)) != 0) {
+    fprintf(stderr, "llm_server: %s\n", mrpc_strerror(rc));
+    rc = 1;
+  } else {
+    rc = ex_server_start(&ex, &llm__llmservice__mrpc_service, &llm__mrpc_file);
+  }
+  if (rc != 0) {
+    ex_server_del(&ex);
+    ngram_free(a.model);
+    return rc;
+  }
+  printf("llm_server: listening on %s (model: %zu tokens, %zu words;"
          " %d ms per token)\n",
-         host_len, listen, port, ngram_token_count(a.model),
-         ngram_vocab_size(a.model), a.delay_ms);
+         ex.where, ngram_token_count(a.model), ngram_vocab_size(a.model),
+         a.delay_ms);
   fflush(stdout);
 
-  char c;
-  while (read(g_sig_pipe[0], &c, 1) < 0 && errno == EINTR) {
-  }
+  ex_wait_signal();
   printf("llm_server: shutting down\n");
   fflush(stdout);
   /* Calls in flight get a second to finish, then are cancelled: the
-   * handlers see it between tokens and return. */
-  mrpc_server_shutdown(srv, 1000);
-  mrpc_server_del(srv);
+   * handlers see it between tokens and return.  Health turns NOT_SERVING
+   * first. */
+  mrpc_server_shutdown(ex.srv, 1000);
+  ex_server_del(&ex);
   ngram_free(a.model);
-  close(g_sig_pipe[0]);
-  close(g_sig_pipe[1]);
   return 0;
 }

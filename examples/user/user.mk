@@ -10,6 +10,9 @@
 # included before the top Makefile's `all`): remember it, restore at the end.
 USER__DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
+# examples/common (flags, TLS, health, reflection, signals): EX_COMMON_OBJ.
+include examples/common/common.mk
+
 # user.pb-c.{c,h} and user.mrpc.{c,h} into $(BUILD)/gen/ (codegen/codegen.mk).
 $(eval $(call mrpc_protos,examples/user,user.proto))
 
@@ -33,17 +36,20 @@ tests: $(USER_TEST)
 # only what they include.  Objects that include generated headers also wait
 # for every header generated so far (codegen.mk's rule for parallel builds).
 $(USER_SERVER_OBJ) $(USER_CLIENT_OBJ): | $(MRPC_GEN_HDRS)
+$(eval $(call ex_common_uses,$(USER_SERVER_OBJ) $(USER_CLIENT_OBJ)))
 $(USER_SERVER_OBJ) $(USER_CLIENT_OBJ): $(USER_GEN_HDRS)
 $(USER_SERVER_OBJ) $(USER_STORE_OBJ) $(USER_TEST_OBJ): \
     examples/user/user_store.h
 $(USER_TEST_OBJ): ALL_CFLAGS += -Iexamples/user
 
-$(BUILD)/bin/user_server: $(USER_SERVER_OBJ) $(USER_STORE_OBJ) \
+$(BUILD)/bin/user_server: $(USER_SERVER_OBJ) $(EX_COMMON_OBJ) \
+                          $(USER_STORE_OBJ) \
                           $(USER_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(USER_SQLITE_LIBS)
 
-$(BUILD)/bin/user_client: $(USER_CLIENT_OBJ) $(USER_GEN_OBJS) $(STATIC)
+$(BUILD)/bin/user_client: $(USER_CLIENT_OBJ) $(EX_COMMON_OBJ) \
+                          $(USER_GEN_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -5,6 +5,8 @@
  *
  *   user_client [--target HOST:PORT] [--token TOKEN] [--stream-delay SECONDS]
  *               [--pace-ms N] [--quiet]
+ *               [--tls | --tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+ *               [--authority NAME]
  *
  * Every call has a deadline (5 s for unary calls, 30 s for the batch and
  * the chat, 10 s plus the users' delays for the stream).  The exit status
@@ -16,6 +18,10 @@
  * client logging interceptor), and, with --token, bearer, which adds
  * "authorization: Bearer TOKEN" to every call (for user_server
  * --auth-token).
+ *
+ * TLS and --authority as every example client (examples/common/example.h):
+ * TLS is on with --tls (the system's CAs) or --tls-ca FILE, a client
+ * certificate with --tls-cert / --tls-key (mutual TLS).
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <stdarg.h>
@@ -27,6 +33,7 @@
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "user.mrpc.h"
 #include "user.pb-c.h"
 
@@ -342,39 +349,24 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: user_client [--target HOST:PORT] [--token TOKEN]\n"
           "                   [--stream-delay SECONDS] [--pace-ms N] [--quiet]\n"
+          "                   [--tls | --tls-ca FILE]\n"
+          "                   [--tls-cert FILE --tls-key FILE]\n"
+          "                   [--authority NAME]\n"
           "  --target HOST:PORT      the server (default %s)\n"
           "  --token TOKEN           send \"authorization: Bearer TOKEN\" with\n"
           "                          every call (user_server --auth-token)\n"
           "  --stream-delay SECONDS  StreamUsers' delay_seconds (default 1)\n"
           "  --pace-ms N             pause between the messages of steps 5\n"
           "                          and 6 (default 0; the tutorial's: 1000)\n"
-          "  --quiet                 no per-call log lines on stderr\n",
-          DEFAULT_TARGET);
-}
-
-static bool parse_int(const char *s, long min, long max, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < min || v > max) return false;
-  *out = v;
-  return true;
-}
-
-static const char *opt_value(int argc, char **argv, int *i, const char *name) {
-  size_t len = strlen(name);
-  if (strncmp(argv[*i], name, len) != 0) return NULL;
-  if (argv[*i][len] == '=') return argv[*i] + len + 1;
-  if (argv[*i][len] != '\0') return NULL;
-  if (*i + 1 >= argc) {
-    fprintf(stderr, "user_client: %s needs a value\n", name);
-    exit(2);
-  }
-  return argv[++*i];
+          "  --quiet                 no per-call log lines on stderr\n"
+          "%s",
+          DEFAULT_TARGET, ex_client_usage);
 }
 
 int main(int argc, char **argv) {
-  const char *target = DEFAULT_TARGET, *token = NULL;
+  ex_client cl;
+  ex_client_init(&cl, "user_client", DEFAULT_TARGET);
+  const char *token = NULL;
   bool quiet = false;
   for (int i = 1; i < argc; i++) {
     const char *v;
@@ -384,18 +376,18 @@ int main(int argc, char **argv) {
       return 0;
     } else if (!strcmp(argv[i], "--quiet")) {
       quiet = true;
-    } else if ((v = opt_value(argc, argv, &i, "--target"))) {
-      target = v;
-    } else if ((v = opt_value(argc, argv, &i, "--token"))) {
+    } else if (ex_client_flag(&cl, argc, argv, &i)) {
+      continue;
+    } else if ((v = ex_flag_value(argc, argv, &i, "--token"))) {
       token = v;
-    } else if ((v = opt_value(argc, argv, &i, "--stream-delay"))) {
-      if (!parse_int(v, 0, 60, &n)) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--stream-delay"))) {
+      if (!ex_parse_long(v, 0, 60, &n)) {
         fprintf(stderr, "user_client: bad --stream-delay \"%s\"\n", v);
         return 2;
       }
       g_stream_delay = (int)n;
-    } else if ((v = opt_value(argc, argv, &i, "--pace-ms"))) {
-      if (!parse_int(v, 0, 60000, &n)) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--pace-ms"))) {
+      if (!ex_parse_long(v, 0, 60000, &n)) {
         fprintf(stderr, "user_client: bad --pace-ms \"%s\"\n", v);
         return 2;
       }
@@ -425,13 +417,11 @@ int main(int argc, char **argv) {
     mrpc_ic_bearer_del(bearer);
     return 1;
   }
-  rc = mrpc_channel_new(target, NULL, &g_ch);
+  rc = ex_channel_new(&cl, NULL, &g_ch); /* TLS, --authority */
   if (rc) {
-    fprintf(stderr, "user_client: bad target %s: %s\n", target,
-            mrpc_strerror(rc));
     mrpc_ic_logging_del(logging);
     mrpc_ic_bearer_del(bearer);
-    return 2;
+    return rc;
   }
   if ((logging && (rc = mrpc_channel_add_interceptor(
                        g_ch, mrpc_ic_logging_interceptor(logging), logging,

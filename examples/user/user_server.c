@@ -3,6 +3,8 @@
  *   user_server [--listen HOST:PORT] [--db FILE] [--suspend ID[,ID...]]
  *               [--auth-token TOKEN] [--rate-limit N] [--grace-ms N]
  *               [--io-threads N] [--quiet]
+ *               [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+ *               [--no-health] [--no-reflection]
  *
  * Behaviour is the tutorial's Go server with its "advanced error handling"
  * (see README.md for the details and every error case):
@@ -24,14 +26,18 @@
  * The stream handlers add a line of their own (users sent or created, and
  * how long the handler ran), also off with --quiet.
  *
+ * What every example server has (examples/common/example.h): TLS with
+ * --tls-cert / --tls-key, mutual TLS with --tls-client-ca; the health
+ * service ("" and user.UserService SERVING; exempt from auth) and server
+ * reflection with user.proto's descriptor, unless --no-health /
+ * --no-reflection.
+ *
  * SIGINT / SIGTERM shut the server down gracefully: calls in flight get
  * --grace-ms (default 2000) to finish, then are cancelled; the exit status
  * is then 0.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,6 +48,7 @@
 
 #include <minirpc/minirpc.h>
 
+#include "example.h"
 #include "user.mrpc.h"
 #include "user.pb-c.h"
 #include "user_store.h"
@@ -484,8 +491,11 @@ static void usage(FILE *f) {
           "                   [--suspend ID[,ID...]] [--auth-token TOKEN]\n"
           "                   [--rate-limit N] [--grace-ms N]\n"
           "                   [--io-threads N] [--quiet]\n"
-          "  --listen HOST:PORT  address to serve on (default %s;\n"
-          "                      port 0 picks a free one, printed at start)\n"
+          "                   [--tls-cert FILE --tls-key FILE\n"
+          "                    [--tls-client-ca FILE]]\n"
+          "                   [--no-health] [--no-reflection]\n"
+          "  (--listen default: %s)\n"
+          "%s"
           "  --db FILE           keep users in this SQLite file (default: in\n"
           "                      memory, lost at exit)\n"
           "  --suspend IDS       mark these user ids SUSPENDED (existing users\n"
@@ -499,29 +509,7 @@ static void usage(FILE *f) {
           "  --grace-ms N        shutdown grace for calls in flight (2000)\n"
           "  --io-threads N      I/O threads (default: one per core)\n"
           "  --quiet             no per-call log lines\n",
-          DEFAULT_LISTEN, MAX_TOKENS);
-}
-
-static bool parse_int(const char *s, long min, long max, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < min || v > max) return false;
-  *out = v;
-  return true;
-}
-
-/* "--opt VALUE" or "--opt=VALUE". */
-static const char *opt_value(int argc, char **argv, int *i, const char *name) {
-  size_t len = strlen(name);
-  if (strncmp(argv[*i], name, len) != 0) return NULL;
-  if (argv[*i][len] == '=') return argv[*i] + len + 1;
-  if (argv[*i][len] != '\0') return NULL;
-  if (*i + 1 >= argc) {
-    fprintf(stderr, "user_server: %s needs a value\n", name);
-    exit(2);
-  }
-  return argv[++*i];
+          DEFAULT_LISTEN, ex_server_usage, MAX_TOKENS);
 }
 
 /* Applies "--suspend 2,5": returns false on a malformed list. */
@@ -533,7 +521,7 @@ static bool apply_suspend(user_store *store, const char *list) {
   for (char *tok = strtok_r(copy, ",", &save); tok;
        tok = strtok_r(NULL, ",", &save)) {
     long id;
-    if (!parse_int(tok, 1, INT32_MAX, &id)) {
+    if (!ex_parse_long(tok, 1, INT32_MAX, &id)) {
       fprintf(stderr, "user_server: --suspend: bad user id \"%s\"\n", tok);
       ok = false;
       break;
@@ -673,7 +661,10 @@ static bool parse_rate(const char *s, double *out) {
 }
 
 int main(int argc, char **argv) {
-  const char *listen_addr = DEFAULT_LISTEN, *db = NULL;
+  ex_server ex;
+  ex_server_init(&ex, "user_server", DEFAULT_LISTEN);
+  ex.log = stderr; /* with the log lines */
+  const char *db = NULL;
   const char *suspend[64];
   int n_suspend = 0;
   const char *tokens[MAX_TOKENS + 1] = {NULL};
@@ -689,36 +680,36 @@ int main(int argc, char **argv) {
       return 0;
     } else if (!strcmp(argv[i], "--quiet")) {
       quiet = true;
-    } else if ((v = opt_value(argc, argv, &i, "--listen"))) {
-      listen_addr = v;
-    } else if ((v = opt_value(argc, argv, &i, "--db"))) {
+    } else if (ex_server_flag(&ex, argc, argv, &i)) {
+      continue;
+    } else if ((v = ex_flag_value(argc, argv, &i, "--db"))) {
       db = v;
-    } else if ((v = opt_value(argc, argv, &i, "--suspend"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--suspend"))) {
       if (n_suspend == (int)(sizeof suspend / sizeof suspend[0])) {
         fprintf(stderr, "user_server: too many --suspend options\n");
         return 2;
       }
       suspend[n_suspend++] = v;
-    } else if ((v = opt_value(argc, argv, &i, "--auth-token"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--auth-token"))) {
       if (n_tokens == MAX_TOKENS) {
         fprintf(stderr, "user_server: more than %d --auth-token options\n",
                 MAX_TOKENS);
         return 2;
       }
       tokens[n_tokens++] = v;
-    } else if ((v = opt_value(argc, argv, &i, "--rate-limit"))) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--rate-limit"))) {
       if (!parse_rate(v, &rate)) {
         fprintf(stderr, "user_server: bad --rate-limit \"%s\" (calls per "
                         "second, > 0)\n", v);
         return 2;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--grace-ms"))) {
-      if (!parse_int(v, 0, 3600 * 1000, &grace_ms)) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--grace-ms"))) {
+      if (!ex_parse_long(v, 0, 3600 * 1000, &grace_ms)) {
         fprintf(stderr, "user_server: bad --grace-ms \"%s\"\n", v);
         return 2;
       }
-    } else if ((v = opt_value(argc, argv, &i, "--io-threads"))) {
-      if (!parse_int(v, 0, 1024, &io_threads)) {
+    } else if ((v = ex_flag_value(argc, argv, &i, "--io-threads"))) {
+      if (!ex_parse_long(v, 0, 1024, &io_threads)) {
         fprintf(stderr, "user_server: bad --io-threads \"%s\"\n", v);
         return 2;
       }
@@ -733,16 +724,6 @@ int main(int argc, char **argv) {
   chain ics;
   int rc = chain_new(&ics, quiet, tokens, rate);
   if (rc) return rc;
-
-  /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread
-   * exists so every thread inherits the mask.  A peer that goes away must
-   * not kill us with SIGPIPE. */
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-  signal(SIGPIPE, SIG_IGN);
 
   app a = {.quiet = quiet};
   char err[300];
@@ -777,54 +758,41 @@ int main(int argc, char **argv) {
   mrpc_server_opts opts;
   mrpc_server_opts_init(&opts);
   opts.io_threads = (int)io_threads;
-  mrpc_server *srv = NULL;
-  int port = 0;
   int status = 1;
-  if ((rc = mrpc_server_new(&opts, &srv)) != 0 ||
-      (rc = user__user_service__mrpc_register(srv, &handlers)) != 0 ||
-      (rc = chain_register(&ics, srv)) != 0) {
+  /* TLS, health and reflection (example.h); SIGINT / SIGTERM blocked for
+   * ex_wait_signal. */
+  if ((rc = ex_server_new(&ex, &opts)) != 0) {
+    status = rc;
+    goto out;
+  }
+  if ((rc = user__user_service__mrpc_register(ex.srv, &handlers)) != 0 ||
+      (rc = chain_register(&ics, ex.srv)) != 0) {
     fprintf(stderr, "user_server: server setup: %s\n", mrpc_strerror(rc));
     goto out;
   }
-  if ((rc = mrpc_server_listen(srv, listen_addr, &port)) != 0) {
-    fprintf(stderr, "user_server: cannot listen on %s: %s%s%s\n", listen_addr,
-            mrpc_strerror(rc), rc == MRPC_ERR_IO ? ": " : "",
-            rc == MRPC_ERR_IO ? strerror(errno) : "");
+  if (ex_server_start(&ex, &user__user_service__mrpc_service,
+                      &user__mrpc_file) != 0)
     goto out;
-  }
-  if ((rc = mrpc_server_start(srv)) != 0) {
-    fprintf(stderr, "user_server: start: %s\n", mrpc_strerror(rc));
-    goto out;
-  }
 
   char chain_line[256];
   chain_describe(&ics, n_tokens, rate, chain_line, sizeof chain_line);
   say("user_server: interceptors, outermost first: %s", chain_line);
 
   /* "listening on HOST:PORT" with the real port (tests wait for it). */
-  char where[300];
-  const char *colon = strrchr(listen_addr, ':');
-  if (strncmp(listen_addr, "unix:", 5) == 0 || !colon)
-    snprintf(where, sizeof where, "%s", listen_addr);
-  else
-    snprintf(where, sizeof where, "%.*s:%d", (int)(colon - listen_addr),
-             listen_addr, port);
   int64_t users = 0;
   user_record *none = NULL;
   size_t n0 = 0;
   user_store_list(a.store, 0, 0, &none, &n0, &users);
-  say("user_server: listening on %s (%s%s, %lld users)", where,
+  say("user_server: listening on %s (%s%s, %lld users)", ex.where,
       db ? "SQLite " : "in memory", db ? db : "", (long long)users);
 
-  int sig = 0;
-  while (sigwait(&sigs, &sig) != 0) {
-  }
-  say("user_server: %s: shutting down (grace %ld ms)",
-      sig == SIGINT ? "SIGINT" : "SIGTERM", grace_ms);
-  mrpc_server_shutdown(srv, (int)grace_ms);
+  int sig = ex_wait_signal();
+  say("user_server: %s: shutting down (grace %ld ms)", ex_signal_name(sig),
+      grace_ms);
+  mrpc_server_shutdown(ex.srv, (int)grace_ms); /* health: NOT_SERVING */
   status = 0;
 out:
-  mrpc_server_del(srv); /* before the interceptors it uses */
+  ex_server_del(&ex); /* before the interceptors it uses */
   chain_free(&ics);
   user_store_close(a.store);
   if (status == 0) say("user_server: stopped");

@@ -9,8 +9,20 @@
 # same way (tests/examples/chat/*.py, stubs generated into
 # BUILD_DIR/gen/py-chat), each fed through a FIFO.  Prints
 # "PASS example chat-<case>" / "FAIL example chat-<case>: why" per case;
-# exits non-zero if any failed.  Every server is stopped with SIGTERM and
-# must exit 0 with no sanitizer report on stderr.  Each run logs into its own
+# exits non-zero if any failed.  TLS, mutual TLS, health and reflection
+# (examples/common; helpers in tests/examples/common/lib.sh, certificates
+# from tests/tls/make-certs.sh):
+#   tls-room            chat_server --tls-cert/--tls-key: chat_client
+#                       --tls-ca --authority foo.test.google.fr and a grpcio
+#                       client over TLS (ssl_channel_credentials with the
+#                       test CA, ssl_target_name_override) chat and leave
+#   tls-health          health Check over TLS: "" and chat.ChatService SERVING
+#   mtls-no-cert, mtls-c-client  chat_server --tls-client-ca: chat_client
+#                       refused without a client certificate, in with one
+#   reflect-list        plaintext: tests/services/reflect.py lists
+#                       chat.ChatService, health and reflection
+# Every server is stopped with SIGTERM and must exit 0 with no sanitizer
+# report on stderr.  Each run logs into its own
 # BUILD_DIR/example-logs/chat.XXXXXX/, removed when everything passed, kept
 # (and named) when not, so that runs on one BUILD_DIR may overlap.
 set -uo pipefail
@@ -458,6 +470,91 @@ for mode in order finish; do
         fail "$name" "exit status $rc: $(tail -n 5 "$LOGS/$name.out")"
     fi
 done
+
+# ---- TLS, mutual TLS, health, reflection (examples/common) --------------
+. "$ROOT/tests/examples/common/lib.sh"
+# leave_ok CASE ID...: each client leaves ("quit") and exits 0.
+leave_ok() {
+    local name=$1 id ok=1
+    shift
+    for id in "$@"; do
+        say "$id" quit
+        finish "$id" 10
+        if [[ $cl_rc -ne 0 ]]; then
+            fail "$name" "$id exited with $cl_rc: $(tail -n 2 "$LOGS/$id.err")"
+            ok=0
+        elif sanitizer_report "$LOGS/$id.err"; then
+            fail "$name" "sanitizer report from $id"
+            show "$LOGS/$id.err"
+            ok=0
+        fi
+    done
+    [[ $ok -eq 1 ]]
+}
+
+if ex_setup "$LOGS/ex"; then
+    if start_server tls "${EX_SERVER_TLS[@]}"; then
+        T=127.0.0.1:$srv_port
+        tlsroom=("tls" "$srv_pid" "$srv_err")
+        LOG=$srv_out
+        start_client tls-alice c "$T" "${EX_CLIENT_TLS[@]}"
+        ex_grpcio_tls start_client tls-carol py "$T"
+        outs=("$LOGS/tls-alice.out" "$LOGS/tls-carol.out")
+        if ! wait_joins "$LOG" 2; then
+            fail tls-room "only $(joined "$LOG") of 2 clients joined over TLS"
+        else
+            say tls-alice "hello over TLS from alice"
+            say tls-carol "hello over TLS from carol"
+            if ! wait_all 20 "tls-alice: hello over TLS from alice" "${outs[@]}" ||
+               ! wait_all 20 "tls-carol: hello over TLS from carol" "${outs[@]}"; then
+                fail tls-room "the messages did not go round: $(cat "${outs[@]}" | tr '\n' '|')"
+            elif leave_ok tls-room tls-alice tls-carol; then
+                pass tls-room
+            fi
+        fi
+        ex_health_case tls-health "$LOGS/tls-health.log" --tls "$T" "" \
+            chat.ChatService
+        for id in tls-alice tls-carol; do hangup "$id"; done
+        stop_server "${tlsroom[@]}"
+    fi
+    if start_server mtls "${EX_SERVER_MTLS[@]}"; then
+        T=127.0.0.1:$srv_port
+        mtlsroom=("mtls" "$srv_pid" "$srv_err")
+        LOG=$srv_out
+        start_client mtls-nocert c "$T" "${EX_CLIENT_TLS[@]}"
+        finish mtls-nocert 20
+        hangup mtls-nocert
+        if [[ $cl_rc -ne 1 ]] ||
+           ! grep -q 'certificate required' "$LOGS/mtls-nocert.err"; then
+            fail mtls-no-cert "chat_client exited with $cl_rc: $(tail -n 2 "$LOGS/mtls-nocert.err")"
+        elif sanitizer_report "$LOGS/mtls-nocert.err"; then
+            fail mtls-no-cert "sanitizer report from chat_client"
+            show "$LOGS/mtls-nocert.err"
+        else
+            pass mtls-no-cert
+        fi
+        start_client mtls-alice c "$T" "${EX_CLIENT_TLS[@]}" \
+            "${EX_CLIENT_CERT[@]}"
+        if ! wait_joins "$LOG" 1; then
+            fail mtls-c-client "chat_client with a certificate did not join"
+        else
+            say mtls-alice "hello with a certificate"
+            if ! wait_all 20 "mtls-alice: hello with a certificate" \
+                    "$LOGS/mtls-alice.out"; then
+                fail mtls-c-client "no echo: $(tail -n 2 "$LOGS/mtls-alice.err")"
+            elif leave_ok mtls-c-client mtls-alice; then
+                pass mtls-c-client
+            fi
+        fi
+        hangup mtls-alice
+        stop_server "${mtlsroom[@]}"
+    fi
+    if start_server services; then
+        services=("services" "$srv_pid" "$srv_err")
+        ex_services_cases "$LOGS" "127.0.0.1:$srv_port" chat.ChatService
+        stop_server "${services[@]}"
+    fi
+fi
 
 if [[ $failures -ne 0 ]]; then
     echo "examples/chat ($BUILD_DIR): $failures failure(s)"

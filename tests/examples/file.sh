@@ -9,6 +9,18 @@
 # (tests/examples/file/*.py, stubs generated into BUILD_DIR/gen/py-file) and
 # BUILD_DIR/bin/file_client.  Prints "PASS example file-<case>" /
 # "FAIL example file-<case>: why" per case; exits non-zero if any failed.
+# TLS, mutual TLS, health and reflection (examples/common; helpers in
+# tests/examples/common/lib.sh, certificates from tests/tls/make-certs.sh):
+#   tls-c-client        file_server --tls-cert/--tls-key, file_client
+#                       --tls-ca --authority foo.test.google.fr: a 2 MiB
+#                       upload stored and verified
+#   tls-py-client       the same from grpcio over TLS (ssl_channel_credentials
+#                       with the test CA, ssl_target_name_override)
+#   tls-health          health Check over TLS: "" and file.FileService SERVING
+#   mtls-no-cert, mtls-c-client  file_server --tls-client-ca: file_client
+#                       refused without a client certificate, served with
+#   reflect-list        plaintext: tests/services/reflect.py lists
+#                       file.FileService, health and reflection
 # Every server is stopped with SIGTERM and must exit 0 with no sanitizer
 # report on stderr.  Each run logs into its own
 # BUILD_DIR/example-logs/file.XXXXXX/, removed when everything passed, kept
@@ -404,6 +416,67 @@ if start_server small --max-bytes 1m; then
         pass limit-exact
     fi
     stop_server "${small[@]}"
+fi
+
+# ---- TLS, mutual TLS, health, reflection (examples/common) --------------
+. "$ROOT/tests/examples/common/lib.sh"
+# c_upload CASE WANT ARGS...: file_client uploads random2.bin as CASE.bin
+# with ARGS; WANT ok: stored and verified; else file_client must fail (1)
+# saying WANT, and nothing be stored.
+c_upload() {
+    local name=$1 want=$2 out=$LOGS/$1.out rc=0
+    shift 2
+    timeout 60 "$BIN/file_client" --target "$T" "$WORK/random2.bin" \
+        --name "$name.bin" "$@" >"$out" 2>&1 || rc=$?
+    if sanitizer_report "$out"; then
+        fail "$name" "sanitizer report from file_client"
+        show "$out"
+    elif [[ $want == ok ]]; then
+        if [[ $rc -ne 0 ]] || ! grep -q '^verified' "$out" ||
+           ! cmp -s "$D/$name.bin" "$WORK/random2.bin"; then
+            fail "$name" "status $rc: $(tail -n 2 "$out")"
+        else
+            pass "$name"
+        fi
+    elif [[ $rc -ne 1 ]] || ! grep -qF -- "$want" "$out"; then
+        fail "$name" "status $rc, expected 1 and \"$want\": $(tail -n 2 "$out")"
+    elif [[ -n $(listing "$D") ]]; then
+        fail "$name" "stored: $(listing "$D" | tr '\n' ' ')"
+    else
+        pass "$name"
+    fi
+}
+
+if ex_setup "$LOGS/ex"; then
+    if start_server tls "${EX_SERVER_TLS[@]}"; then
+        T=127.0.0.1:$srv_port
+        D=$srv_dir
+        tls=("tls" "$srv_pid" "$srv_err")
+        c_upload tls-c-client ok "${EX_CLIENT_TLS[@]}"
+        ex_grpcio_tls py "$HERE/file_py.py" upload "$T" "$WORK/random2.bin" \
+            "py.bin" >"$LOGS/tls-py.out" 2>&1
+        if [[ $? -ne 0 ]] || ! cmp -s "$D/py.bin" "$WORK/random2.bin"; then
+            fail tls-py-client "$(grep -v '^E[0-9]' "$LOGS/tls-py.out" | tail -n 2)"
+        else
+            pass tls-py-client
+        fi
+        ex_health_case tls-health "$LOGS/tls-health.log" --tls "$T" "" \
+            file.FileService
+        stop_server "${tls[@]}"
+    fi
+    if start_server mtls "${EX_SERVER_MTLS[@]}"; then
+        T=127.0.0.1:$srv_port
+        D=$srv_dir
+        mtls=("mtls" "$srv_pid" "$srv_err")
+        c_upload mtls-no-cert "certificate required" "${EX_CLIENT_TLS[@]}"
+        c_upload mtls-c-client ok "${EX_CLIENT_TLS[@]}" "${EX_CLIENT_CERT[@]}"
+        stop_server "${mtls[@]}"
+    fi
+    if start_server services; then
+        services=("services" "$srv_pid" "$srv_err")
+        ex_services_cases "$LOGS" "127.0.0.1:$srv_port" file.FileService
+        stop_server "${services[@]}"
+    fi
 fi
 
 if [[ $failures -ne 0 ]]; then

@@ -8,6 +8,19 @@
 # probes (tests/examples/llm/*.py, stubs generated into BUILD_DIR/gen/py-llm)
 # and BUILD_DIR/bin/llm_client.  Prints "PASS example llm-<case>" /
 # "FAIL example llm-<case>: why" per case; exits non-zero if any failed.
+# TLS, mutual TLS, health and reflection (examples/common; helpers in
+# tests/examples/common/lib.sh, certificates from tests/tls/make-certs.sh):
+#   tls-c-client        llm_server --tls-cert/--tls-key, llm_client --tls-ca
+#                       --authority foo.test.google.fr: the same text as
+#                       llm_server --generate
+#   tls-wrong-name      --authority wrong.example.com: "hostname mismatch"
+#   tls-py-client       grpcio over TLS (ssl_channel_credentials with the
+#                       test CA, ssl_target_name_override): 20 tokens
+#   tls-health          health Check over TLS: "" and llm.LLMService SERVING
+#   mtls-*              llm_server --tls-client-ca: llm_client and grpcio
+#                       refused without a client certificate, served with
+#   health, reflect-list  plaintext: health SERVING; tests/services/reflect.py
+#                       lists llm.LLMService, health and reflection
 # Every server is stopped with SIGTERM and must exit 0 with no sanitizer
 # report on stderr.  Each run logs into its own
 # BUILD_DIR/example-logs/llm.XXXXXX/, removed when everything passed, kept
@@ -412,6 +425,101 @@ if start_server flow --token-delay-ms 0 --max-tokens-limit 10000000; then
         pass slow-reader
     fi
     stop_server "${flow[@]}"
+fi
+
+# ---- TLS, mutual TLS, health, reflection (examples/common) --------------
+. "$ROOT/tests/examples/common/lib.sh"
+# c_tls OUT ARGS...: llm_client --prompt "The Fox" --max-tokens 20 ARGS;
+# sets rc; stdout in OUT, stderr in OUT.err.
+c_tls() {
+    local out=$1
+    shift
+    timeout 60 "$BIN/llm_client" --target "$T" --prompt "The Fox" \
+        --max-tokens 20 "$@" >"$out" 2>"$out.err"
+    rc=$?
+}
+# c_refused CASE WANT ARGS...: llm_client ARGS must fail (1) saying WANT.
+c_refused() {
+    local name=$1 want=$2 out=$LOGS/$1.out
+    shift 2
+    c_tls "$out" "$@"
+    if [[ $rc -ne 1 ]] || ! grep -qF -- "$want" "$out.err"; then
+        fail "$name" "llm_client exited with $rc: $(head -n 2 "$out.err")"
+    elif sanitizer_report "$out.err"; then
+        fail "$name" "sanitizer report from llm_client"
+        show "$out.err"
+    else
+        pass "$name"
+    fi
+}
+# c_served CASE ARGS...: llm_client ARGS prints the offline text.
+c_served() {
+    local name=$1 out=$LOGS/$1.out
+    shift
+    c_tls "$out" "$@"
+    if [[ $rc -ne 0 ]]; then
+        fail "$name" "llm_client exited with $rc: $(head -n 2 "$out.err")"
+    elif [[ -z $offline20 || $(cat "$out") != "$offline20" ]]; then
+        fail "$name" "text differs from llm_server --generate"
+        echo "  C:       $(head -c 200 "$out")"
+        echo "  offline: ${offline20:0:200}"
+    elif sanitizer_report "$out.err"; then
+        fail "$name" "sanitizer report from llm_client"
+        show "$out.err"
+    else
+        pass "$name"
+    fi
+}
+# py_tls CASE WANT [--cert]: grpcio over TLS streams 20 tokens (WANT ok)
+# or is refused (WANT refused); --cert: with the client certificate.
+py_tls() {
+    local name=$1 want=$2 out=$LOGS/$1.py
+    shift 2
+    ex_grpcio_tls "$@" py "$HERE/llm_py.py" stream "$T" "The Fox" 20 \
+        >"$out" 2>&1
+    local prc=$? got
+    got=$(sed -n 's/^tokens=//p' "$out")
+    if [[ $want == ok && ( $prc -ne 0 || $got != 20 ) ]]; then
+        fail "$name" "grpcio over TLS: $(grep -v '^E[0-9]' "$out" | head -n 2)"
+    elif [[ $want == refused && $prc -eq 0 ]]; then
+        fail "$name" "grpcio without a client certificate got in"
+    elif [[ $want == refused ]] && ! grep -q UNAVAILABLE "$out"; then
+        fail "$name" "not refused with UNAVAILABLE: $(tail -n 2 "$out")"
+    else
+        pass "$name"
+    fi
+}
+
+offline20=$(timeout 30 "$BIN/llm_server" --generate "The Fox" --max-tokens 20)
+if ex_setup "$LOGS/ex"; then
+    if start_server tls --token-delay-ms 1 "${EX_SERVER_TLS[@]}"; then
+        T=127.0.0.1:$srv_port
+        tls=("tls" "$srv_pid" "$srv_err")
+        c_served tls-c-client "${EX_CLIENT_TLS[@]}"
+        c_refused tls-wrong-name "hostname mismatch" --tls-ca \
+            "$EX_CERTS/ca.pem" --authority wrong.example.com
+        py_tls tls-py-client ok
+        ex_health_case tls-health "$LOGS/tls-health.log" --tls "$T" "" \
+            llm.LLMService
+        stop_server "${tls[@]}"
+    fi
+    if start_server mtls --token-delay-ms 1 "${EX_SERVER_MTLS[@]}"; then
+        T=127.0.0.1:$srv_port
+        mtls=("mtls" "$srv_pid" "$srv_err")
+        c_refused mtls-no-cert "certificate required" "${EX_CLIENT_TLS[@]}"
+        c_served mtls-c-client "${EX_CLIENT_TLS[@]}" "${EX_CLIENT_CERT[@]}"
+        py_tls mtls-py-no-cert refused
+        py_tls mtls-py-cert ok --cert
+        stop_server "${mtls[@]}"
+    fi
+    if start_server services --token-delay-ms 1; then
+        T=127.0.0.1:$srv_port
+        services=("services" "$srv_pid" "$srv_err")
+        grep -qF "llm_server: serving llm.LLMService over plaintext (h2c); health on; reflection on with llm.proto" "$srv_out" ||
+            fail services-line "no \"serving\" line: $(head -n 1 "$srv_out")"
+        ex_services_cases "$LOGS" "$T" llm.LLMService
+        stop_server "${services[@]}"
+    fi
 fi
 
 if [[ $failures -ne 0 ]]; then

@@ -54,6 +54,30 @@
 #                         second later
 #   ic-auth-before-ratelimit  (e) with both: unauthenticated calls do not
 #                         drain the bucket (auth comes first in the chain)
+#   ic-auth-health-exempt (e) with --auth-token, grpc.health.v1.Health/Check
+#                         needs no token (SERVING)
+#   tls-*                 (f) user_server --tls-cert/--tls-key (test
+#                         certificates from tests/tls/make-certs.sh):
+#                         user_client --tls-ca --authority foo.test.google.fr
+#                         (and by "localhost" with no --authority) passes its
+#                         six steps; a wrong --authority fails with "hostname
+#                         mismatch"; a plaintext client fails; grpcio over TLS
+#                         (ssl_channel_credentials with the test CA,
+#                         ssl_target_name_override) creates, lists, gets and
+#                         streams users; health Check over TLS: SERVING
+#   mtls-*                (f) user_server --tls-client-ca: user_client
+#                         without a client certificate is refused
+#                         ("certificate required"), with one of another CA
+#                         too, with the test client certificate it passes;
+#                         grpcio likewise (refused without, SERVING with)
+#   health, reflect-*     (f) plaintext: health Check("" and
+#                         user.UserService) SERVING, unknown NOT_FOUND
+#                         (grpcio, stubs from lib/proto only);
+#                         tests/services/reflect.py lists the services (v1,
+#                         v1alpha) and calls CreateUser, GetUser and
+#                         ListUsers with requests built from the descriptors
+#                         it fetched, without user.proto
+#   no-health-reflection  (f) --no-health --no-reflection: both UNIMPLEMENTED
 #   *-server-exit         every server started here is stopped with SIGTERM
 #                         and must exit 0 with no sanitizer report
 # Servers listen on free 127.0.0.1 ports (port 0, read back from their
@@ -273,6 +297,10 @@ if ! timeout 60 protoc -I"$ROOT/examples/user" --python_out="$GEN" \
     show_log protoc "$LOGS/protoc.log"
     exit 1
 fi
+# Certificates, health and reflection stubs (tests/examples/common/lib.sh).
+. "$ROOT/tests/examples/common/lib.sh"
+have_ex=1
+ex_setup "$LOGS/ex" || have_ex=0
 
 # --- store: unit tests of the storage layer -----------------------------------
 mkdir -p "$LOGS/store"
@@ -574,6 +602,16 @@ if start_server c "$slog" --auth-token "$TOKEN"; then
     else
         pass ic-auth-log
     fi
+    # The health service is exempt (the auth interceptor's default).
+    if [[ $have_ex -eq 1 ]]; then
+        if ex_health "$LOGS/ic-auth-health.log" "127.0.0.1:$server_port" \
+                "" user.UserService; then
+            pass ic-auth-health-exempt
+        else
+            fail ic-auth-health-exempt "health Check without a token (log: $LOGS/ic-auth-health.log)"
+            show_log "health_probe.py output" "$LOGS/ic-auth-health.log"
+        fi
+    fi
     # user_client with the token: the six steps.
     run_client c-client-token "$LOGS/c-client-token.client.log" \
         "127.0.0.1:$server_port" --token "$TOKEN" --stream-delay 0 &&
@@ -658,6 +696,150 @@ if start_server c "$slog" --quiet; then
 else
     fail log-quiet "user_server --quiet did not start"
     show_log "server log" "$slog"
+fi
+
+# --- (f) TLS, mutual TLS, health, reflection ------------------------------------
+# expect_client_fail CASE LOG WANT TARGET ARGS...: user_client must exit 1,
+# every step failed, and its output must have WANT (fixed string).
+expect_client_fail() {
+    local name=$1 log=$2 want=$3 target=$4 rc=0
+    shift 4
+    timeout -k 5 "$CLIENT_TIMEOUT" "$CLIENT" --target "$target" \
+        --stream-delay 0 --quiet "$@" >"$log" 2>&1 || rc=$?
+    if [[ $rc -ne 1 ]] || ! grep -qF '6 of 6 steps failed' "$log"; then
+        fail "$name" "user_client exited with $rc, expected 1 with every step failed (log: $log)"
+    elif ! grep -qF -- "$want" "$log"; then
+        fail "$name" "no \"$want\" in the user_client output (log: $log)"
+    elif grep -qE "$SAN_RE" "$log"; then
+        fail "$name" "sanitizer report in the user_client output (log: $log)"
+    else
+        pass "$name"
+        return 0
+    fi
+    show_log "user_client output" "$log"
+    return 1
+}
+
+if [[ $have_ex -eq 1 ]]; then
+    slog=$LOGS/tls.server.log
+    if start_server c "$slog" "${EX_SERVER_TLS[@]}"; then
+        t=127.0.0.1:$server_port
+        if grep -qF "user_server: serving user.UserService over TLS ($EX_CERTS/server1.pem); health on; reflection on with user.proto" "$slog"; then
+            pass tls-server-line
+        else
+            fail tls-server-line "no \"serving ... over TLS\" line (log: $slog)"
+            show_log "server log" "$slog"
+        fi
+        # grpcio first, on the fresh server: users 1..3 (and 4), a stream.
+        py_log=$LOGS/tls-py.client.log
+        : >"$py_log"
+        if ex_grpcio_tls check_py db-fill --count 3 &&
+           ex_grpcio_tls check_py db-check --count 3 &&
+           ex_grpcio_tls check_py stream-cancel --delay 1; then
+            pass tls-py-client
+        else
+            fail tls-py-client "grpcio over TLS: $(tail -n1 "$py_log") (log: $py_log)"
+        fi
+        run_client tls-c-client "$LOGS/tls-c-client.client.log" "$t" \
+            "${EX_CLIENT_TLS[@]}" --stream-delay 0 && pass tls-c-client
+        # No --authority: the name checked is the target's host.
+        run_client tls-c-client-localhost \
+            "$LOGS/tls-c-client-localhost.client.log" "localhost:$server_port" \
+            --tls-ca "$EX_CERTS/ca.pem" --stream-delay 0 &&
+            pass tls-c-client-localhost
+        expect_client_fail tls-wrong-name "$LOGS/tls-wrong-name.client.log" \
+            "hostname mismatch" "$t" --tls-ca "$EX_CERTS/ca.pem" \
+            --authority wrong.example.com
+        expect_client_fail tls-untrusted-ca "$LOGS/tls-untrusted-ca.client.log" \
+            "certificate verify failed" "$t" --tls-ca "$EX_CERTS/other-ca.pem" \
+            --authority "$EX_AUTHORITY"
+        expect_client_fail tls-plaintext-client \
+            "$LOGS/tls-plaintext-client.client.log" "UNAVAILABLE" "$t"
+        ex_health_case tls-health "$LOGS/tls-health.log" --tls "$t" "" \
+            user.UserService
+        stop_case tls-server-exit "$slog"
+    else
+        fail tls "user_server with TLS did not start"
+        show_log "server log" "$slog"
+    fi
+
+    slog=$LOGS/mtls.server.log
+    if start_server c "$slog" "${EX_SERVER_MTLS[@]}"; then
+        t=127.0.0.1:$server_port
+        expect_client_fail mtls-no-cert "$LOGS/mtls-no-cert.client.log" \
+            "certificate required" "$t" "${EX_CLIENT_TLS[@]}"
+        expect_client_fail mtls-other-ca-cert \
+            "$LOGS/mtls-other-ca-cert.client.log" "unknown ca" "$t" \
+            "${EX_CLIENT_TLS[@]}" "${EX_CLIENT_OTHER_CERT[@]}"
+        run_client mtls-c-client "$LOGS/mtls-c-client.client.log" "$t" \
+            "${EX_CLIENT_TLS[@]}" "${EX_CLIENT_CERT[@]}" --stream-delay 0 &&
+            pass mtls-c-client
+        log=$LOGS/mtls-py-no-cert.log
+        if ex_grpcio_tls ex_health "$log" "$t" ""; then
+            fail mtls-py-no-cert "grpcio without a client certificate got in (log: $log)"
+        elif ! grep -q 'UNAVAILABLE' "$log"; then
+            fail mtls-py-no-cert "not refused with UNAVAILABLE (log: $log)"
+            show_log "health_probe.py output" "$log"
+        else
+            pass mtls-py-no-cert
+        fi
+        ex_health_case mtls-py-cert "$LOGS/mtls-py-cert.log" --tls-cert "$t" \
+            "" user.UserService
+        stop_case mtls-server-exit "$slog"
+    else
+        fail mtls "user_server with mutual TLS did not start"
+        show_log "server log" "$slog"
+    fi
+
+    slog=$LOGS/services.server.log
+    if start_server c "$slog"; then
+        t=127.0.0.1:$server_port
+        ex_health_case health "$LOGS/health.log" "$t" "" user.UserService
+        for api in v1 v1alpha; do
+            ex_reflect_case reflect-list-$api "$LOGS/reflect-list-$api.log" \
+                "$t" --api $api list \
+                --expect user.UserService "${EX_SERVICES[@]}"
+        done
+        # A user made, fetched and listed by a client that has no user.proto.
+        ex_reflect_case reflect-call-create "$LOGS/reflect-call-create.log" \
+            "$t" call --service user.UserService --method CreateUser \
+            --request '{"name": "Reflected", "email": "refl@example.com", "age": 7}' \
+            --expect '{"user": {"id": 1, "name": "Reflected", "status": "ACTIVE"}, "message": "user Reflected created"}'
+        ex_reflect_case reflect-call-get "$LOGS/reflect-call-get.log" "$t" \
+            call --service user.UserService --method GetUser \
+            --request '{"id": 1}' \
+            --expect '{"id": 1, "name": "Reflected", "email": "refl@example.com", "age": 7, "status": "ACTIVE"}'
+        ex_reflect_case reflect-call-list "$LOGS/reflect-call-list.log" "$t" \
+            --api v1alpha call --service user.UserService --method ListUsers \
+            --request '{"limit": 5}' --expect '{"total": 1}'
+        stop_case services-server-exit "$slog"
+    else
+        fail health "user_server did not start"
+        show_log "server log" "$slog"
+    fi
+
+    slog=$LOGS/no-services.server.log
+    if start_server c "$slog" --no-health --no-reflection; then
+        t=127.0.0.1:$server_port
+        ex_health "$LOGS/no-health.log" "$t" --unimplemented "" user.UserService
+        hrc=$?
+        ex_reflect "$LOGS/no-reflection.log" --target "$t" \
+            --case no-reflection list
+        rrc=$?
+        if [[ $hrc -ne 0 ]]; then
+            fail no-health-reflection "health is served (log: $LOGS/no-health.log)"
+        elif [[ $rrc -eq 0 ]] || ! grep -q UNIMPLEMENTED "$LOGS/no-reflection.log"; then
+            fail no-health-reflection "reflection is served (log: $LOGS/no-reflection.log)"
+        elif ! grep -qF "health off; reflection off" "$slog"; then
+            fail no-health-reflection "the server does not say so (log: $slog)"
+        else
+            pass no-health-reflection
+        fi
+        stop_case no-services-server-exit "$slog"
+    else
+        fail no-health-reflection "user_server --no-health --no-reflection did not start"
+        show_log "server log" "$slog"
+    fi
 fi
 
 if [[ $failures -ne 0 ]]; then

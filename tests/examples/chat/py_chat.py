@@ -15,12 +15,18 @@ Prints each message as "user: content" and, at the end, "status: CODE
 details".  --slow: do not read responses until "/read", with a 64 KiB
 HTTP/2 window (no BDP probing), so the server's queue for us fills up.
 """
+import os
 import sys
 import threading
 import time
 import queue
 
 import grpc
+# ex_grpc (tests/examples/common): plaintext, or TLS when the test sets
+# EX_TLS_CA (and EX_TLS_AUTHORITY, EX_TLS_CERT / EX_TLS_KEY).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+import ex_grpc  # noqa: E402
 import chat_pb2
 import chat_pb2_grpc
 
@@ -33,7 +39,7 @@ def main():
         options = [("grpc.http2.bdp_probe", 0),
                    ("grpc.http2.lookahead_bytes", 65536)]
     stub = chat_pb2_grpc.ChatServiceStub(
-        grpc.insecure_channel(target, options=options))
+        ex_grpc.channel(target, options=options))
     outgoing = queue.Queue()
 
     def generate_messages():

@@ -21,12 +21,17 @@ import sys
 import time
 
 import grpc
+# ex_grpc (tests/examples/common): plaintext, or TLS when the test sets
+# EX_TLS_CA (and EX_TLS_AUTHORITY, EX_TLS_CERT / EX_TLS_KEY).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+import ex_grpc  # noqa: E402
 import file_pb2
 import file_pb2_grpc
 
 
 def stub_for(target):
-    return file_pb2_grpc.FileServiceStub(grpc.insecure_channel(target))
+    return file_pb2_grpc.FileServiceStub(ex_grpc.channel(target))
 
 
 def do_upload(target, path, name):

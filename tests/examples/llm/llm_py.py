@@ -18,16 +18,22 @@
         queue.  Prints "read=N".
 Exit status 0 when the call went as expected, 1 otherwise.
 """
+import os
 import sys
 import time
 
 import grpc
+# ex_grpc (tests/examples/common): plaintext, or TLS when the test sets
+# EX_TLS_CA (and EX_TLS_AUTHORITY, EX_TLS_CERT / EX_TLS_KEY).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+import ex_grpc  # noqa: E402
 import llm_pb2
 import llm_pb2_grpc
 
 
 def stub_for(target, options=None):
-    channel = grpc.insecure_channel(target, options=options or [])
+    channel = ex_grpc.channel(target, options=options)
     return channel, llm_pb2_grpc.LLMServiceStub(channel)
 
 

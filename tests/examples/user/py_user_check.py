@@ -28,12 +28,18 @@ Modes other than suite print one line of explanation and exit 0 on success,
 """
 
 import argparse
+import os
 import queue
 import sys
 import threading
 import time
 
 import grpc
+# ex_grpc (tests/examples/common): plaintext, or TLS when the test sets
+# EX_TLS_CA (and EX_TLS_AUTHORITY, EX_TLS_CERT / EX_TLS_KEY).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+import ex_grpc  # noqa: E402
 
 try:
     import user_pb2
@@ -328,7 +334,7 @@ class Suite:
             try:
                 # One channel per thread: concurrent connections as well as
                 # concurrent calls.
-                with grpc.insecure_channel(self.target) as ch:
+                with ex_grpc.channel(self.target) as ch:
                     stub = user_pb2_grpc.UserServiceStub(ch)
                     for i in range(per_thread):
                         r = stub.CreateUser(new_user(f"t{t}-{i}"),
@@ -481,7 +487,7 @@ def main():
     p.add_argument("--delay", type=int, default=1)
     args = p.parse_args()
 
-    with grpc.insecure_channel(args.target) as channel:
+    with ex_grpc.channel(args.target) as channel:
         grpc.channel_ready_future(channel).result(timeout=UNARY_TIMEOUT)
         stub = user_pb2_grpc.UserServiceStub(channel)
         if args.mode == "suite":
