@@ -1,5 +1,6 @@
 /* An HTTP/2 connection (server or client side) on one loop.  Implemented in
- * h2.c, the only file that includes nghttp2.  Loop-thread only. */
+ * h2.c, conn_io.c and conn_limits.c, the only files that include nghttp2.
+ * Loop-thread only. */
 #ifndef MRPC_LIB_CONN_H
 #define MRPC_LIB_CONN_H
 

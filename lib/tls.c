@@ -1,6 +1,6 @@
 /* TLS through OpenSSL: credentials (SSL_CTX), one SSL per connection on a
  * pair of memory BIOs, and the peer identity handed to calls.  The only
- * file that includes OpenSSL.  Nothing here does I/O: h2.c feeds the
+ * file that includes OpenSSL.  Nothing here does I/O: conn_io.c feeds the
  * socket's bytes in and sends what comes out, on the event loop. */
 #include "tls.h"
 

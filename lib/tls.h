@@ -1,5 +1,5 @@
 /* TLS through OpenSSL on memory BIOs: one mrpc__tls per connection, driven
- * by h2.c from the event loop (it never touches the socket).  Implemented
+ * by conn_io.c from the event loop (it never touches the socket).  Implemented
  * in tls.c, the only file that includes OpenSSL; this header does not.
  * Loop-thread only, except the creds and peer functions (thread-safe). */
 #ifndef MRPC_LIB_TLS_H
