@@ -26,132 +26,23 @@
 # BUILD_DIR/example-logs/chat.XXXXXX/, removed when everything passed, kept
 # (and named) when not, so that runs on one BUILD_DIR may overlap.
 set -uo pipefail
-
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 BUILD_DIR" >&2
-    exit 2
-fi
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Reporting, logs, setup and servers: tests/examples/common/harness.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/common/harness.sh"
+ex_begin chat "example chat-" "$@"
 HERE=$ROOT/tests/examples/chat
-mkdir -p "$1"
-BUILD_DIR=$(cd "$1" && pwd)
-BIN=$BUILD_DIR/bin
-GEN=$BUILD_DIR/gen/py-chat
-mkdir -p "$BUILD_DIR/example-logs" "$BUILD_DIR/gen"
-# Logs kept by failed runs go after an hour (no run lasts that long).
-find "$BUILD_DIR/example-logs" -maxdepth 1 -name 'chat.??????' -mmin +60 \
-    -exec rm -rf {} + 2>/dev/null
-LOGS=$(mktemp -d "$BUILD_DIR/example-logs/chat.XXXXXX")
-PY=/usr/bin/python3  # Debian's grpcio is only visible to the system python
+ex_logs_run
 
 SERVER_LIFETIME=300
+SERVER_KILL_AFTER=60
 CLIENT_LIFETIME=120
-STARTUP_TIMEOUT=20
-EXIT_TIMEOUT=30     # s from SIGTERM to exit
-failures=0
-server_pids=()
-client_pids=()
+STOP_TIMEOUT=30     # s from SIGTERM to exit
 
-pass() { echo "PASS example chat-$1"; }
-fail() {  # fail CASE WHY...
-    echo "FAIL example chat-$1: ${*:2}"
-    failures=$((failures + 1))
-}
-show() {
-    [[ -s $1 ]] || return 0
-    echo "  --- $1 ---"
-    tail -n 20 "$1" | sed 's/^/  | /'
-}
-sanitizer_report() {
-    grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: .*Sanitizer' "$1" 2>/dev/null
-}
+ex_at_exit() { rm -f "$LOGS"/*.in; }  # the FIFOs (a FIFO left behind blocks a grep -r)
 
-cleanup() {
-    local pid
-    for pid in "${client_pids[@]}" "${server_pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${client_pids[@]}" "${server_pids[@]}"; do
-        wait "$pid" 2>/dev/null
-    done
-    rm -f "$LOGS"/*.in  # the FIFOs (a FIFO left behind blocks a grep -r)
-    if [[ $failures -eq 0 ]]; then
-        rm -rf "$LOGS"
-    else
-        echo "examples/chat: logs kept in $LOGS"
-    fi
-}
-trap cleanup EXIT
-
-start_server() {  # start_server NAME ARGS...: sets srv_pid srv_port srv_out srv_err
-    local name=$1
-    shift
-    srv_out=$LOGS/server-$name.out
-    srv_err=$LOGS/server-$name.err
-    timeout -k 60 "$SERVER_LIFETIME" "$BIN/chat_server" --listen 127.0.0.1:0 \
-        "$@" >"$srv_out" 2>"$srv_err" &
-    srv_pid=$!
-    server_pids+=("$srv_pid")
-    local i line
-    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
-        line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$srv_out")
-        if [[ -n $line ]]; then
-            srv_port=${line##*:}
-            return 0
-        fi
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    fail "server-$name" "did not start listening within ${STARTUP_TIMEOUT}s"
-    show "$srv_out"
-    show "$srv_err"
-    return 1
-}
-
-# stop_server NAME PID ERR: SIGTERM; the server must exit 0 within
-# EXIT_TIMEOUT s with no sanitizer report on stderr.  One that hangs gets its
-# threads' stacks dumped (gdb) into ERR.hang before it is killed.
-stop_server() {
-    local name=$1 pid=$2 err=$3 rc=0 p keep=() i t0 ms child
-    if ! kill -0 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null
-        fail "server-$name" "died during the run (status $?)"
-        show "$err"
-    else
-        child=$(pgrep -P "$pid" | head -n 1)  # the server, under timeout(1)
-        t0=$(date +%s%N)
-        kill -TERM "$pid"
-        for ((i = 0; i < EXIT_TIMEOUT * 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            if [[ -n $child ]]; then
-                command -v gdb >/dev/null &&
-                    timeout 60 gdb -p "$child" -batch \
-                        -ex 'thread apply all bt' >"$err.hang" 2>&1
-                kill -KILL "$child" 2>/dev/null
-            fi
-            wait "$pid" 2>/dev/null
-            fail "server-$name" "still running ${EXIT_TIMEOUT}s after SIGTERM" \
-                 "(stacks in $err.hang)"
-        else
-            wait "$pid" 2>/dev/null || rc=$?
-            ms=$((($(date +%s%N) - t0) / 1000000))
-            if [[ $rc -ne 0 ]]; then
-                fail "server-$name" "exited with status $rc on SIGTERM"
-                show "$err"
-            elif sanitizer_report "$err"; then
-                fail "server-$name" "sanitizer report on stderr"
-                show "$err"
-            else
-                ((ms > 3000)) && echo "  note: server-$name took $ms ms to exit"
-                pass "server-$name"
-            fi
-        fi
-    fi
-    for p in "${server_pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    server_pids=("${keep[@]}")
+# start_server NAME ARGS...: chat_server on 127.0.0.1:0 with ARGS; sets
+# srv_pid, srv_port, srv_out, srv_err.
+start_server() {
+    ex_start_server "$1" "$BIN/chat_server" --listen 127.0.0.1:0 "${@:2}"
 }
 
 # Clients, each fed through a FIFO held open by this script.
@@ -234,27 +125,7 @@ wait_joins() {  # wait_joins LOG N
 }
 
 # ---- setup -------------------------------------------------------------
-for prog in chat_server chat_client; do
-    if [[ ! -x $BIN/$prog ]]; then
-        echo "FAIL example chat-build: $BIN/$prog is missing (build it with make)"
-        exit 1
-    fi
-done
-if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
-    echo "FAIL example chat-setup: $PY cannot import grpc (python3-grpcio)"
-    exit 1
-fi
-mkdir -p "$GEN"
-# Generated aside, then renamed into $GEN file by file: a run that
-# overlaps this one never sees a half-written module.
-if ! timeout 60 protoc -I"$ROOT/examples/chat" --python_out="$LOGS" \
-        --grpc_out="$LOGS" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
-        "$ROOT/examples/chat/chat.proto" 2>"$LOGS/protoc.err" ||
-   ! mv -f "$LOGS/chat_pb2.py" "$LOGS/chat_pb2_grpc.py" "$GEN/"; then
-    echo "FAIL example chat-setup: protoc for Python failed"
-    show "$LOGS/protoc.err"
-    exit 1
-fi
+ex_example_setup chat_server chat_client
 
 # ---- the room ------------------------------------------------------------
 if start_server room; then
@@ -367,7 +238,7 @@ if start_server room; then
 
     # Shutdown with bob still in the room: the server exits 0, bob is told
     # (UNAVAILABLE) and exits 1 without waiting for more input.
-    stop_server "${room[@]}"
+    ex_stop_server "${room[@]}"
     finish bob 10
     if [[ $cl_rc -ne 1 ]] || ! grep -q 'UNAVAILABLE' "$LOGS/bob.err"; then
         fail shutdown "bob exited with $cl_rc: $(cat "$LOGS/bob.err")"
@@ -439,7 +310,7 @@ if start_server slowroom --queue-bytes 524288; then
         show "$LOGS/fast.err"
     fi
     for id in slow fast loud; do hangup "$id"; done
-    stop_server "${slowroom[@]}"
+    ex_stop_server "${slowroom[@]}"
 fi
 
 # ---- what the room relies on in libminirpc --------------------------------
@@ -472,7 +343,6 @@ for mode in order finish; do
 done
 
 # ---- TLS, mutual TLS, health, reflection (examples/common) --------------
-. "$ROOT/tests/examples/common/lib.sh"
 # leave_ok CASE ID...: each client leaves ("quit") and exits 0.
 leave_ok() {
     local name=$1 id ok=1
@@ -515,7 +385,7 @@ if ex_setup "$LOGS/ex"; then
         ex_health_case tls-health "$LOGS/tls-health.log" --tls "$T" "" \
             chat.ChatService
         for id in tls-alice tls-carol; do hangup "$id"; done
-        stop_server "${tlsroom[@]}"
+        ex_stop_server "${tlsroom[@]}"
     fi
     if start_server mtls "${EX_SERVER_MTLS[@]}"; then
         T=127.0.0.1:$srv_port
@@ -547,17 +417,9 @@ if ex_setup "$LOGS/ex"; then
             fi
         fi
         hangup mtls-alice
-        stop_server "${mtlsroom[@]}"
+        ex_stop_server "${mtlsroom[@]}"
     fi
-    if start_server services; then
-        services=("services" "$srv_pid" "$srv_err")
-        ex_services_cases "$LOGS" "127.0.0.1:$srv_port" chat.ChatService
-        stop_server "${services[@]}"
-    fi
+    ex_services_server chat.ChatService
 fi
 
-if [[ $failures -ne 0 ]]; then
-    echo "examples/chat ($BUILD_DIR): $failures failure(s)"
-    exit 1
-fi
-echo "examples/chat ($BUILD_DIR): all passed"
+ex_finish examples/chat

@@ -26,132 +26,27 @@
 # BUILD_DIR/example-logs/file.XXXXXX/, removed when everything passed, kept
 # (and named) when not, so that runs on one BUILD_DIR may overlap.
 set -uo pipefail
-
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 BUILD_DIR" >&2
-    exit 2
-fi
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Reporting, logs, setup and servers: tests/examples/common/harness.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/common/harness.sh"
+ex_begin file "example file-" "$@"
 HERE=$ROOT/tests/examples/file
-mkdir -p "$1"
-BUILD_DIR=$(cd "$1" && pwd)
-BIN=$BUILD_DIR/bin
-GEN=$BUILD_DIR/gen/py-file
-mkdir -p "$BUILD_DIR/example-logs" "$BUILD_DIR/gen"
-# Logs kept by failed runs go after an hour (no run lasts that long).
-find "$BUILD_DIR/example-logs" -maxdepth 1 -name 'file.??????' -mmin +60 \
-    -exec rm -rf {} + 2>/dev/null
-LOGS=$(mktemp -d "$BUILD_DIR/example-logs/file.XXXXXX")
-PY=/usr/bin/python3  # Debian's grpcio is only visible to the system python
+ex_logs_run
 
 SERVER_LIFETIME=300
-STARTUP_TIMEOUT=20
-EXIT_TIMEOUT=30     # s from SIGTERM to exit
-failures=0
-server_pids=()
-
-pass() { echo "PASS example file-$1"; }
-fail() {  # fail CASE WHY...
-    echo "FAIL example file-$1: ${*:2}"
-    failures=$((failures + 1))
-}
-show() {
-    [[ -s $1 ]] || return 0
-    echo "  --- $1 ---"
-    tail -n 20 "$1" | sed 's/^/  | /'
-}
-sanitizer_report() {
-    grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: .*Sanitizer' "$1" 2>/dev/null
-}
+SERVER_KILL_AFTER=60
+STOP_TIMEOUT=30     # s from SIGTERM to exit
 
 WORK=$LOGS/work   # scratch files; uploads go to $WORK/<server>/store
-cleanup() {
-    local pid
-    for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null; done
-    rm -rf "$WORK"
-    if [[ $failures -eq 0 ]]; then
-        rm -rf "$LOGS"
-    else
-        echo "examples/file: logs kept in $LOGS"
-    fi
-}
-trap cleanup EXIT
+ex_at_exit() { rm -rf "$WORK"; }
 
 # start_server NAME ARGS...: file_server on 127.0.0.1:0 storing into
 # $WORK/NAME/store; sets srv_pid, srv_port, srv_out (the call log), srv_err,
 # srv_dir.
 start_server() {
-    local name=$1
-    shift
-    srv_out=$LOGS/server-$name.out
-    srv_err=$LOGS/server-$name.err
-    srv_dir=$WORK/$name/store
+    srv_dir=$WORK/$1/store
     mkdir -p "$srv_dir"
-    timeout -k 60 "$SERVER_LIFETIME" "$BIN/file_server" --listen 127.0.0.1:0 \
-        --dir "$srv_dir" "$@" >"$srv_out" 2>"$srv_err" &
-    srv_pid=$!
-    server_pids+=("$srv_pid")
-    local i line
-    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
-        line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$srv_out")
-        if [[ -n $line ]]; then
-            srv_port=${line##*:}
-            return 0
-        fi
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    fail "server-$name" "did not start listening within ${STARTUP_TIMEOUT}s"
-    show "$srv_out"
-    show "$srv_err"
-    return 1
-}
-
-# stop_server NAME PID ERR: SIGTERM; the server must exit 0 within
-# EXIT_TIMEOUT s with no sanitizer report on stderr.  One that hangs gets its
-# threads' stacks dumped (gdb) into ERR.hang before it is killed.
-stop_server() {
-    local name=$1 pid=$2 err=$3 rc=0 p keep=() i t0 ms child
-    if ! kill -0 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null
-        fail "server-$name" "died during the run (status $?)"
-        show "$err"
-    else
-        child=$(pgrep -P "$pid" | head -n 1)  # the server, under timeout(1)
-        t0=$(date +%s%N)
-        kill -TERM "$pid"
-        for ((i = 0; i < EXIT_TIMEOUT * 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            if [[ -n $child ]]; then
-                command -v gdb >/dev/null &&
-                    timeout 60 gdb -p "$child" -batch \
-                        -ex 'thread apply all bt' >"$err.hang" 2>&1
-                kill -KILL "$child" 2>/dev/null
-            fi
-            wait "$pid" 2>/dev/null
-            fail "server-$name" "still running ${EXIT_TIMEOUT}s after SIGTERM" \
-                 "(stacks in $err.hang)"
-        else
-            wait "$pid" 2>/dev/null || rc=$?
-            ms=$((($(date +%s%N) - t0) / 1000000))
-            if [[ $rc -ne 0 ]]; then
-                fail "server-$name" "exited with status $rc on SIGTERM"
-                show "$err"
-            elif sanitizer_report "$err"; then
-                fail "server-$name" "sanitizer report on stderr"
-                show "$err"
-            else
-                ((ms > 3000)) && echo "  note: server-$name took $ms ms to exit"
-                pass "server-$name"
-            fi
-        fi
-    fi
-    for p in "${server_pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    server_pids=("${keep[@]}")
+    ex_start_server "$1" "$BIN/file_server" --listen 127.0.0.1:0 \
+        --dir "$srv_dir" "${@:2}"
 }
 
 py() { timeout -k 5 60 env PYTHONPATH="$GEN" "$PY" "$@"; }
@@ -170,27 +65,8 @@ wait_log() {
 listing() { (cd "$1" && ls -A); }  # every entry, dot files too
 
 # ---- setup -------------------------------------------------------------
-for prog in file_server file_client; do
-    if [[ ! -x $BIN/$prog ]]; then
-        echo "FAIL example file-build: $BIN/$prog is missing (build it with make)"
-        exit 1
-    fi
-done
-if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
-    echo "FAIL example file-setup: $PY cannot import grpc (python3-grpcio)"
-    exit 1
-fi
-mkdir -p "$GEN" "$WORK"
-# Generated aside, then renamed into $GEN file by file: a run that
-# overlaps this one never sees a half-written module.
-if ! timeout 60 protoc -I"$ROOT/examples/file" --python_out="$LOGS" \
-        --grpc_out="$LOGS" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
-        "$ROOT/examples/file/file.proto" 2>"$LOGS/protoc.err" ||
-   ! mv -f "$LOGS/file_pb2.py" "$LOGS/file_pb2_grpc.py" "$GEN/"; then
-    echo "FAIL example file-setup: protoc for Python failed"
-    show "$LOGS/protoc.err"
-    exit 1
-fi
+mkdir -p "$WORK"
+ex_example_setup file_server file_client
 head -c $((3 * 1024 * 1024 + 12345)) /dev/urandom >"$WORK/blog.bin"
 head -c $((5 * 1024 * 1024)) /dev/urandom >"$WORK/random5.bin"
 head -c $((2 * 1024 * 1024 + 7)) /dev/urandom >"$WORK/random2.bin"
@@ -379,7 +255,7 @@ if start_server main; then
         pass concurrent
     fi
     rm -f "$D"/*
-    stop_server main "$main_pid" "$main_err"
+    ex_stop_server main "$main_pid" "$main_err"
 fi
 
 # ---- a server that takes at most 1 MiB -----------------------------------
@@ -415,11 +291,10 @@ if start_server small --max-bytes 1m; then
     else
         pass limit-exact
     fi
-    stop_server "${small[@]}"
+    ex_stop_server "${small[@]}"
 fi
 
 # ---- TLS, mutual TLS, health, reflection (examples/common) --------------
-. "$ROOT/tests/examples/common/lib.sh"
 # c_upload CASE WANT ARGS...: file_client uploads random2.bin as CASE.bin
 # with ARGS; WANT ok: stored and verified; else file_client must fail (1)
 # saying WANT, and nothing be stored.
@@ -462,7 +337,7 @@ if ex_setup "$LOGS/ex"; then
         fi
         ex_health_case tls-health "$LOGS/tls-health.log" --tls "$T" "" \
             file.FileService
-        stop_server "${tls[@]}"
+        ex_stop_server "${tls[@]}"
     fi
     if start_server mtls "${EX_SERVER_MTLS[@]}"; then
         T=127.0.0.1:$srv_port
@@ -470,17 +345,9 @@ if ex_setup "$LOGS/ex"; then
         mtls=("mtls" "$srv_pid" "$srv_err")
         c_upload mtls-no-cert "certificate required" "${EX_CLIENT_TLS[@]}"
         c_upload mtls-c-client ok "${EX_CLIENT_TLS[@]}" "${EX_CLIENT_CERT[@]}"
-        stop_server "${mtls[@]}"
+        ex_stop_server "${mtls[@]}"
     fi
-    if start_server services; then
-        services=("services" "$srv_pid" "$srv_err")
-        ex_services_cases "$LOGS" "127.0.0.1:$srv_port" file.FileService
-        stop_server "${services[@]}"
-    fi
+    ex_services_server file.FileService
 fi
 
-if [[ $failures -ne 0 ]]; then
-    echo "examples/file ($BUILD_DIR): $failures failure(s)"
-    exit 1
-fi
-echo "examples/file ($BUILD_DIR): all passed"
+ex_finish examples/file

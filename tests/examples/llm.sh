@@ -26,153 +26,26 @@
 # BUILD_DIR/example-logs/llm.XXXXXX/, removed when everything passed, kept
 # (and named) when not, so that runs on one BUILD_DIR may overlap.
 set -uo pipefail
-
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 BUILD_DIR" >&2
-    exit 2
-fi
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Reporting, logs, setup and servers: tests/examples/common/harness.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/common/harness.sh"
+ex_begin llm "example llm-" "$@"
 HERE=$ROOT/tests/examples/llm
-mkdir -p "$1"
-BUILD_DIR=$(cd "$1" && pwd)
-BIN=$BUILD_DIR/bin
-GEN=$BUILD_DIR/gen/py-llm
-mkdir -p "$BUILD_DIR/example-logs" "$BUILD_DIR/gen"
-# Logs kept by failed runs go after an hour (no run lasts that long).
-find "$BUILD_DIR/example-logs" -maxdepth 1 -name 'llm.??????' -mmin +60 \
-    -exec rm -rf {} + 2>/dev/null
-LOGS=$(mktemp -d "$BUILD_DIR/example-logs/llm.XXXXXX")
-PY=/usr/bin/python3  # Debian's grpcio is only visible to the system python
+ex_logs_run
 
 SERVER_LIFETIME=300  # s: upper bound even if this script is killed hard
-STARTUP_TIMEOUT=20
-EXIT_TIMEOUT=30     # s from SIGTERM to exit
-failures=0
-server_pids=()
-
-pass() { echo "PASS example llm-$1"; }
-fail() {  # fail CASE WHY...
-    echo "FAIL example llm-$1: ${*:2}"
-    failures=$((failures + 1))
-}
-show() {  # show FILE: indented tail, for diagnosis
-    [[ -s $1 ]] || return 0
-    echo "  --- $1 ---"
-    tail -n 20 "$1" | sed 's/^/  | /'
-}
-sanitizer_report() {  # sanitizer_report FILE: true if FILE has one
-    grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|WARNING: ThreadSanitizer|runtime error:|SUMMARY: .*Sanitizer' "$1" 2>/dev/null
-}
-
-cleanup() {
-    local pid
-    for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null; done
-    if [[ $failures -eq 0 ]]; then
-        rm -rf "$LOGS"
-    else
-        echo "examples/llm: logs kept in $LOGS"
-    fi
-}
-trap cleanup EXIT
+SERVER_KILL_AFTER=60
+STOP_TIMEOUT=30     # s from SIGTERM to exit
 
 # start_server NAME ARGS...: llm_server on 127.0.0.1:0 with ARGS; sets
 # srv_pid, srv_port, srv_out (its stdout: the call log), srv_err.
 start_server() {
-    local name=$1
-    shift
-    srv_out=$LOGS/server-$name.out
-    srv_err=$LOGS/server-$name.err
-    timeout -k 60 "$SERVER_LIFETIME" "$BIN/llm_server" --listen 127.0.0.1:0 \
-        "$@" >"$srv_out" 2>"$srv_err" &
-    srv_pid=$!
-    server_pids+=("$srv_pid")
-    local i line
-    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
-        line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$srv_out")
-        if [[ -n $line ]]; then
-            srv_port=${line##*:}
-            return 0
-        fi
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    fail "server-$name" "did not start listening within ${STARTUP_TIMEOUT}s"
-    show "$srv_out"
-    show "$srv_err"
-    return 1
-}
-
-# stop_server NAME PID ERR: SIGTERM; the server must exit 0 within
-# EXIT_TIMEOUT s with no sanitizer report on stderr.  One that hangs gets its
-# threads' stacks dumped (gdb) into ERR.hang before it is killed.
-stop_server() {
-    local name=$1 pid=$2 err=$3 rc=0 p keep=() i t0 ms child
-    if ! kill -0 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null
-        fail "server-$name" "died during the run (status $?)"
-        show "$err"
-    else
-        child=$(pgrep -P "$pid" | head -n 1)  # the server, under timeout(1)
-        t0=$(date +%s%N)
-        kill -TERM "$pid"
-        for ((i = 0; i < EXIT_TIMEOUT * 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            if [[ -n $child ]]; then
-                command -v gdb >/dev/null &&
-                    timeout 60 gdb -p "$child" -batch \
-                        -ex 'thread apply all bt' >"$err.hang" 2>&1
-                kill -KILL "$child" 2>/dev/null
-            fi
-            wait "$pid" 2>/dev/null
-            fail "server-$name" "still running ${EXIT_TIMEOUT}s after SIGTERM" \
-                 "(stacks in $err.hang)"
-        else
-            wait "$pid" 2>/dev/null || rc=$?
-            ms=$((($(date +%s%N) - t0) / 1000000))
-            if [[ $rc -ne 0 ]]; then
-                fail "server-$name" "exited with status $rc on SIGTERM"
-                show "$err"
-            elif sanitizer_report "$err"; then
-                fail "server-$name" "sanitizer report on stderr"
-                show "$err"
-            else
-                ((ms > 3000)) && echo "  note: server-$name took $ms ms to exit"
-                pass "server-$name"
-            fi
-        fi
-    fi
-    for p in "${server_pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    server_pids=("${keep[@]}")
+    ex_start_server "$1" "$BIN/llm_server" --listen 127.0.0.1:0 "${@:2}"
 }
 
 py() { timeout -k 5 "${PYTIMEOUT:-60}" env PYTHONPATH="$GEN" "$PY" "$@"; }
 
 # ---- setup -------------------------------------------------------------
-for prog in llm_server llm_client; do
-    if [[ ! -x $BIN/$prog ]]; then
-        echo "FAIL example llm-build: $BIN/$prog is missing (build it with make)"
-        exit 1
-    fi
-done
-if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
-    echo "FAIL example llm-setup: $PY cannot import grpc (python3-grpcio)"
-    exit 1
-fi
-mkdir -p "$GEN"
-# Generated aside, then renamed into $GEN file by file: a run that
-# overlaps this one never sees a half-written module.
-if ! timeout 60 protoc -I"$ROOT/examples/llm" --python_out="$LOGS" \
-        --grpc_out="$LOGS" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
-        "$ROOT/examples/llm/llm.proto" 2>"$LOGS/protoc.err" ||
-   ! mv -f "$LOGS/llm_pb2.py" "$LOGS/llm_pb2_grpc.py" "$GEN/"; then
-    echo "FAIL example llm-setup: protoc for Python failed"
-    show "$LOGS/protoc.err"
-    exit 1
-fi
+ex_example_setup llm_server llm_client
 
 # ---- the model on its own (cmocka) ----------------------------------------
 UNIT=$BUILD_DIR/tests/examples/llm_ngram_test
@@ -312,7 +185,7 @@ if start_server fast --token-delay-ms 1; then
     else
         fail still-serving "$(head -n 2 "$LOGS/after.out")"
     fi
-    stop_server "${fast[@]}"
+    ex_stop_server "${fast[@]}"
 fi
 
 # ---- cancellation: 2 s per token ----------------------------------------
@@ -377,7 +250,7 @@ if start_server slow --token-delay-ms 2000; then
     else
         pass sigint
     fi
-    stop_server "${slow[@]}"
+    ex_stop_server "${slow[@]}"
 fi
 
 # ---- flow control: no delay, a huge max_tokens, a slow reader ------------
@@ -424,11 +297,10 @@ if start_server flow --token-delay-ms 0 --max-tokens-limit 10000000; then
         echo "  slow-reader: server sent $sent tokens; RSS ${rss0} -> max ${max_rss} KiB"
         pass slow-reader
     fi
-    stop_server "${flow[@]}"
+    ex_stop_server "${flow[@]}"
 fi
 
 # ---- TLS, mutual TLS, health, reflection (examples/common) --------------
-. "$ROOT/tests/examples/common/lib.sh"
 # c_tls OUT ARGS...: llm_client --prompt "The Fox" --max-tokens 20 ARGS;
 # sets rc; stdout in OUT, stderr in OUT.err.
 c_tls() {
@@ -501,7 +373,7 @@ if ex_setup "$LOGS/ex"; then
         py_tls tls-py-client ok
         ex_health_case tls-health "$LOGS/tls-health.log" --tls "$T" "" \
             llm.LLMService
-        stop_server "${tls[@]}"
+        ex_stop_server "${tls[@]}"
     fi
     if start_server mtls --token-delay-ms 1 "${EX_SERVER_MTLS[@]}"; then
         T=127.0.0.1:$srv_port
@@ -510,7 +382,7 @@ if ex_setup "$LOGS/ex"; then
         c_served mtls-c-client "${EX_CLIENT_TLS[@]}" "${EX_CLIENT_CERT[@]}"
         py_tls mtls-py-no-cert refused
         py_tls mtls-py-cert ok --cert
-        stop_server "${mtls[@]}"
+        ex_stop_server "${mtls[@]}"
     fi
     if start_server services --token-delay-ms 1; then
         T=127.0.0.1:$srv_port
@@ -518,12 +390,8 @@ if ex_setup "$LOGS/ex"; then
         grep -qF "llm_server: serving llm.LLMService over plaintext (h2c); health on; reflection on with llm.proto" "$srv_out" ||
             fail services-line "no \"serving\" line: $(head -n 1 "$srv_out")"
         ex_services_cases "$LOGS" "$T" llm.LLMService
-        stop_server "${services[@]}"
+        ex_stop_server "${services[@]}"
     fi
 fi
 
-if [[ $failures -ne 0 ]]; then
-    echo "examples/llm ($BUILD_DIR): $failures failure(s)"
-    exit 1
-fi
-echo "examples/llm ($BUILD_DIR): all passed"
+ex_finish examples/llm

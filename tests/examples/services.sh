@@ -35,136 +35,32 @@
 #                         sanitizer report
 # Logs of the last run: BUILD_DIR/example-logs/services/.
 set -uo pipefail
-
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 BUILD_DIR" >&2
-    exit 2
-fi
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Reporting, logs, setup and servers: tests/examples/common/harness.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/common/harness.sh"
+ex_begin services "services " "$@"
 HERE=$ROOT/tests/services
-mkdir -p "$1"
-BUILD_DIR=$(cd "$1" && pwd)
-GEN=$BUILD_DIR/gen/py-services
-LOGS=$BUILD_DIR/example-logs/services
+ex_logs_fixed
 HEALTH_SRV=$BUILD_DIR/tests/e2e_health
 REFL_SRV=$BUILD_DIR/tests/e2e_reflection
-PY=/usr/bin/python3  # Debian's grpcio is only visible to the system python
 
 SERVER_LIFETIME=600  # s; upper bound even if this script is killed hard
-STARTUP_TIMEOUT=20   # s for a server to say "listening on"
+SERVER_KILL_AFTER=5
 STOP_TIMEOUT=20      # s for a server to exit after SIGTERM
+STOP_DIED_STATUS=1   # a server that had died: its exit status too
 CLIENT_TIMEOUT=120   # s for one client run
 SAN_RE='ERROR: (Address|Leak|Thread)Sanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer'
-
-failures=0
-server_pids=()
-
-pass() { echo "PASS services $1"; }
-fail() {  # fail CASE WHY
-    echo "FAIL services $1: $2"
-    failures=$((failures + 1))
-}
-
-show_log() {  # show_log TITLE FILE: indented tail, for diagnosis
-    [[ -s $2 ]] || return 0
-    echo "  --- $1 (last 30 lines of $2) ---"
-    tail -n 30 "$2" | sed 's/^/  | /'
-}
-
-# The server process under a timeout(1) wrapper: its child.
-child_of() { ps -o pid= --ppid "$1" 2>/dev/null | head -n1 | tr -d ' '; }
-
-cleanup() {
-    local pid child
-    for pid in "${server_pids[@]}"; do
-        child=$(child_of "$pid")
-        kill -TERM "$pid" 2>/dev/null || true
-        [[ -n $child ]] && kill -KILL "$child" 2>/dev/null
-    done
-    for pid in "${server_pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget() {  # forget PID: no longer ours to clean up
-    local p keep=()
-    for p in "${server_pids[@]}"; do
-        [[ $p == "$1" ]] || keep+=("$p")
-    done
-    server_pids=("${keep[@]}")
-}
 
 # start_server BIN LOG [ARGS...]: BIN --serve; sets server_pid (timeout's),
 # server_child (the server's own pid) and server_port; returns 1 if it did
 # not come up.
 start_server() {
-    local bin=$1 log=$2 i
-    shift 2
-    server_port= server_child=
-    : >"$log"
-    timeout -k 5 "$SERVER_LIFETIME" "$bin" --serve --port 0 "$@" >"$log" 2>&1 &
-    server_pid=$!
-    server_pids+=("$server_pid")
-    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
-        server_port=$(sed -n -E 's/^listening on ([0-9]+).*/\1/p' "$log" | head -n1)
-        if [[ -n $server_port ]]; then
-            server_child=$(child_of "$server_pid")
-            [[ -n $server_child ]] && return 0
-        fi
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    stop_server "$log" >/dev/null 2>&1
-    return 1
+    server_child=
+    ex_start_logged --ready server_ready "$2" 's/^listening on ([0-9]+).*/\1/p' \
+        "$1" --serve --port 0 "${@:3}"
 }
-
-# wait_server LOG: waits (bounded) for the current server to exit by itself
-# (after a SIGTERM sent elsewhere).  Sets stop_why ("" when it exited 0
-# within STOP_TIMEOUT with no sanitizer report in LOG) and stop_secs.
-wait_server() {
-    local log=$1 pid=$server_pid rc=0 i child t0=$EPOCHREALTIME
-    stop_why=
-    for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        stop_why="still running ${STOP_TIMEOUT}s after SIGTERM"
-        child=$(child_of "$pid")
-        [[ -n $child ]] && kill -KILL "$child" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    stop_secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')
-    forget "$pid"
-    if [[ -z $stop_why && $rc -ne 0 ]]; then
-        stop_why="exit status $rc after SIGTERM"
-    fi
-    if grep -qE "$SAN_RE" "$log"; then
-        stop_why="${stop_why:+$stop_why; }sanitizer report in the server log"
-    fi
-}
-
-# stop_server LOG: SIGTERM the current server, then wait_server.
-stop_server() {
-    local why=
-    kill -0 "$server_pid" 2>/dev/null || why="the server had died"
-    kill -TERM "$server_pid" 2>/dev/null
-    wait_server "$1"
-    [[ -n $why ]] && stop_why="$why${stop_why:+; $stop_why}"
-}
-
-# stop_case CASE LOG: stop_server, reported as case CASE.
-stop_case() {
-    stop_server "$2"
-    if [[ -z $stop_why ]]; then
-        pass "$1"
-    else
-        fail "$1" "$stop_why (log: $2)"
-        show_log "server log" "$2"
-    fi
+server_ready() {
+    server_child=$(child_of "$server_pid")
+    [[ -n $server_child ]]
 }
 
 # relay LOG CASE...: the client's PASS/FAIL lines for the cases, each
@@ -194,34 +90,9 @@ py() {  # py LOG SCRIPT ARGS...: a client run, bounded
 }
 
 # --- setup ------------------------------------------------------------------
-missing=()
-for f in "$HEALTH_SRV" "$REFL_SRV"; do
-    [[ -x $f ]] || missing+=("$f")
-done
-if [[ ${#missing[@]} -ne 0 ]]; then
-    fail build "missing ${missing[*]} (build them with make)"
-    exit 1
-fi
-if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
-    fail setup "$PY cannot import grpc/google.protobuf (install python3-grpcio python3-protobuf: scripts/deps.sh)"
-    exit 1
-fi
-if [[ ! -x /usr/bin/grpc_python_plugin ]] || ! command -v protoc >/dev/null; then
-    fail setup "protoc or /usr/bin/grpc_python_plugin missing (scripts/deps.sh)"
-    exit 1
-fi
-rm -rf "$LOGS" "$GEN"
-mkdir -p "$LOGS" "$GEN/src"
-# Our protos under package directories of our own ("grpc" is grpcio's).
-for p in health/v1/health reflection/v1/reflection reflection/v1alpha/reflection; do
-    d=$GEN/src/mrpc_$(dirname "$p" | tr / _)
-    mkdir -p "$d"
-    cp "$ROOT/lib/proto/grpc/$p.proto" "$d/"
-done
-if ! (cd "$GEN/src" && timeout 60 protoc -I. --python_out="$GEN" \
-        --grpc_out="$GEN" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
-        mrpc_health_v1/health.proto mrpc_reflection_v1/reflection.proto \
-        mrpc_reflection_v1alpha/reflection.proto) >"$LOGS/protoc.log" 2>&1; then
+ex_require "$HEALTH_SRV" "$REFL_SRV"
+# Health and reflection stubs from lib/proto only (tests/examples/common/lib.sh).
+if ! ex_health_stubs "$GEN" >"$LOGS/protoc.log" 2>&1; then
     fail setup "protoc could not generate the Python stubs"
     show_log protoc "$LOGS/protoc.log"
     exit 1
@@ -249,7 +120,7 @@ if start_server "$HEALTH_SRV" "$slog" --grace-ms 10000; then
     py "$clog" "$HERE/health_check.py" shutdown \
         --target "127.0.0.1:$server_port" --server-pid "$server_child"
     relay "$clog" health-shutdown
-    wait_server "$slog"
+    ex_wait_logged "$slog"
     if [[ -n $stop_why ]]; then
         fail health-shutdown-server-exit "$stop_why (log: $slog)"
         show_log "server log" "$slog"
@@ -301,8 +172,4 @@ else
     show_log "server log" "$slog"
 fi
 
-if [[ $failures -ne 0 ]]; then
-    echo "services ($BUILD_DIR): $failures failure(s)"
-    exit 1
-fi
-echo "services ($BUILD_DIR): all passed"
+ex_finish services

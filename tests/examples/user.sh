@@ -84,135 +84,33 @@
 # "listening on" line); every step is bounded by timeouts.  Logs of the last
 # run are kept in BUILD_DIR/example-logs/user/.
 set -uo pipefail
-
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 BUILD_DIR" >&2
-    exit 2
-fi
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Reporting, logs, setup and servers: tests/examples/common/harness.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/common/harness.sh"
+ex_begin user "example user-" "$@"
 HERE=$ROOT/tests/examples/user
-mkdir -p "$1"
-BUILD_DIR=$(cd "$1" && pwd)
-GEN=$BUILD_DIR/gen/py-user
-LOGS=$BUILD_DIR/example-logs/user
-SERVER=$BUILD_DIR/bin/user_server
-CLIENT=$BUILD_DIR/bin/user_client
+ex_logs_fixed
+SERVER=$BIN/user_server
+CLIENT=$BIN/user_client
 STORE_TEST=$BUILD_DIR/tests/examples/user_store_test
-# Debian's grpcio/protobuf modules are only visible to the system python.
-PY=/usr/bin/python3
 
 SERVER_LIFETIME=600  # s; upper bound even if this script is killed hard
-STARTUP_TIMEOUT=20   # s for a server to say "listening on"
+SERVER_KILL_AFTER=5
 STOP_TIMEOUT=20      # s for a server to exit after SIGTERM
 CLIENT_TIMEOUT=120   # s for one client run
 SAN_RE='ERROR: (Address|Leak|Thread)Sanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer'
 
-failures=0
-server_pids=()
-
-pass() { echo "PASS example user-$1"; }
-fail() {  # fail CASE WHY
-    echo "FAIL example user-$1: $2"
-    failures=$((failures + 1))
-}
-
-show_log() {  # show_log TITLE FILE: indented tail, for diagnosis
-    [[ -s $2 ]] || return 0
-    echo "  --- $1 (last 30 lines of $2) ---"
-    tail -n 30 "$2" | sed 's/^/  | /'
-}
-
-# The server process under a timeout(1) wrapper: its child.
-child_of() { ps -o pid= --ppid "$1" 2>/dev/null | head -n1 | tr -d ' '; }
-
-cleanup() {
-    local pid child
-    for pid in "${server_pids[@]}"; do
-        child=$(child_of "$pid")
-        kill -TERM "$pid" 2>/dev/null || true
-        [[ -n $child ]] && kill -KILL "$child" 2>/dev/null
-    done
-    for pid in "${server_pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget() {  # forget PID: no longer ours to clean up
-    local p keep=()
-    for p in "${server_pids[@]}"; do
-        [[ $p == "$1" ]] || keep+=("$p")
-    done
-    server_pids=("${keep[@]}")
-}
-
 # start_server KIND LOG [ARGS...]: KIND c (user_server) or py; sets
 # server_pid and server_port; returns 1 if it did not come up.
 start_server() {
-    local kind=$1 log=$2 i
+    local kind=$1 log=$2 cmd
     shift 2
-    server_port=
-    : >"$log"
     case $kind in
-    c)  timeout -k 5 "$SERVER_LIFETIME" "$SERVER" --listen 127.0.0.1:0 "$@" \
-            >"$log" 2>&1 & ;;
-    py) timeout -k 5 "$SERVER_LIFETIME" env PYTHONPATH="$GEN" "$PY" \
-            "$HERE/py_user_server.py" --port 0 "$@" >"$log" 2>&1 & ;;
+    c)  cmd=("$SERVER" --listen 127.0.0.1:0) ;;
+    py) cmd=(env PYTHONPATH="$GEN" "$PY" "$HERE/py_user_server.py" --port 0) ;;
     esac
-    server_pid=$!
-    server_pids+=("$server_pid")
-    for ((i = 0; i < STARTUP_TIMEOUT * 20; i++)); do
-        server_port=$(sed -n -E 's/^(user_server: )?listening on (127\.0\.0\.1:)?([0-9]+).*/\3/p' \
-                      "$log" | head -n1)
-        [[ -n $server_port ]] && return 0
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    stop_server "$log" >/dev/null 2>&1
-    return 1
-}
-
-# stop_server LOG: SIGTERM the current server and wait (bounded) for it.
-# Sets stop_why to "" when it was alive, exited 0 within STOP_TIMEOUT and
-# left no sanitizer report in LOG; else to the reason.  Sets stop_secs.
-stop_server() {
-    local log=$1 pid=$server_pid rc=0 i child t0=$EPOCHREALTIME
-    stop_why=
-    if ! kill -0 "$pid" 2>/dev/null; then
-        stop_why="the server had died"
-    fi
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        stop_why="still running ${STOP_TIMEOUT}s after SIGTERM"
-        child=$(child_of "$pid")
-        [[ -n $child ]] && kill -KILL "$child" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    stop_secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')
-    forget "$pid"
-    if [[ -z $stop_why && $rc -ne 0 ]]; then
-        stop_why="exit status $rc after SIGTERM"
-    fi
-    if grep -qE "$SAN_RE" "$log"; then
-        stop_why="${stop_why:+$stop_why; }sanitizer report in the server log"
-    fi
-}
-
-# stop_case CASE LOG: stop_server, reported as case CASE.
-stop_case() {
-    stop_server "$2"
-    if [[ -z $stop_why ]]; then
-        pass "$1"
-    else
-        fail "$1" "$stop_why (log: $2)"
-        show_log "server log" "$2"
-    fi
+    ex_start_logged "$log" \
+        's/^(user_server: )?listening on (127\.0\.0\.1:)?([0-9]+).*/\3/p' \
+        "${cmd[@]}" "$@"
 }
 
 # check_py MODE ARGS...: runs py_user_check.py MODE against the current
@@ -272,33 +170,14 @@ run_client() {
 }
 
 # --- setup ------------------------------------------------------------------
-missing=()
-for f in "$SERVER" "$CLIENT" "$STORE_TEST"; do
-    [[ -x $f ]] || missing+=("$f")
-done
-if [[ ${#missing[@]} -ne 0 ]]; then
-    fail build "missing ${missing[*]} (build them with make)"
-    exit 1
-fi
-if ! "$PY" -c 'import grpc, google.protobuf' 2>/dev/null; then
-    fail setup "$PY cannot import grpc/google.protobuf (install python3-grpcio python3-protobuf: scripts/deps.sh)"
-    exit 1
-fi
-if [[ ! -x /usr/bin/grpc_python_plugin ]] || ! command -v protoc >/dev/null; then
-    fail setup "protoc or /usr/bin/grpc_python_plugin missing (scripts/deps.sh)"
-    exit 1
-fi
-rm -rf "$LOGS" "$GEN"
-mkdir -p "$LOGS" "$GEN"
-if ! timeout 60 protoc -I"$ROOT/examples/user" --python_out="$GEN" \
-        --grpc_out="$GEN" --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
+ex_require "$SERVER" "$CLIENT" "$STORE_TEST"
+if ! ex_protoc_py "$GEN" -I"$ROOT/examples/user" \
         "$ROOT/examples/user/user.proto" >"$LOGS/protoc.log" 2>&1; then
     fail setup "protoc could not generate the Python stubs"
     show_log protoc "$LOGS/protoc.log"
     exit 1
 fi
 # Certificates, health and reflection stubs (tests/examples/common/lib.sh).
-. "$ROOT/tests/examples/common/lib.sh"
 have_ex=1
 ex_setup "$LOGS/ex" || have_ex=0
 
@@ -454,7 +333,7 @@ db_step() {  # db_step CASE N MODE ARGS...: server N on the db, then the check
     fi
     local rc=0
     check_py "$mode" "$@" || rc=$?
-    stop_server "$log"
+    ex_stop_logged "$log"
     if [[ $rc -ne 0 ]]; then
         fail "$name" "server $n: py_user_check.py $mode failed: $(tail -n1 "$py_log")"
         show_log "server log" "$log"
@@ -562,9 +441,9 @@ if start_server c "$slog" --grace-ms 1000; then
     done
     if ! grep -q '^streaming' "$py_log"; then
         fail stream-shutdown "the slow stream did not start: $(tail -n1 "$py_log")"
-        stop_server "$slog"
+        ex_stop_logged "$slog"
     else
-        stop_server "$slog"
+        ex_stop_logged "$slog"
         hrc=0
         wait "$hold" || hrc=$?
         if [[ -n $stop_why ]]; then
@@ -842,8 +721,4 @@ if [[ $have_ex -eq 1 ]]; then
     fi
 fi
 
-if [[ $failures -ne 0 ]]; then
-    echo "example user ($BUILD_DIR): $failures failure(s)"
-    exit 1
-fi
-echo "example user ($BUILD_DIR): all passed"
+ex_finish "example user"

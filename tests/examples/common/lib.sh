@@ -1,7 +1,12 @@
 # What tests/examples/{user,llm,file,chat}.sh share for the TLS, health and
 # reflection cases of the example servers (examples/common/example.h).
-# Sourced after they set ROOT and PY (/usr/bin/python3, Debian's grpcio).
+# Sourced by harness.sh (which sets ROOT and PY, /usr/bin/python3 for
+# Debian's grpcio, and defines pass, fail and ex_protoc_py).
 #
+#   ex_health_stubs DIR  Python stubs of lib/proto's health and reflection
+#                     (v1, v1alpha) into DIR, from copies in DIR/src under
+#                     package directories of our own ("grpc" is grpcio's);
+#                     tests/examples/services.sh's too
 #   ex_setup DIR      test certificates (tests/tls/make-certs.sh) into
 #                     DIR/certs and Python stubs of lib/proto's health and
 #                     reflection into DIR/py; sets the arrays below.
@@ -41,8 +46,22 @@ EX_AUTHORITY=foo.test.google.fr
 EX_SERVICES=(grpc.health.v1.Health grpc.reflection.v1.ServerReflection
              grpc.reflection.v1alpha.ServerReflection)
 
+ex_health_stubs() {
+    local py=$1 p d
+    mkdir -p "$py/src"
+    for p in health/v1/health reflection/v1/reflection \
+             reflection/v1alpha/reflection; do
+        d=$py/src/mrpc_$(dirname "$p" | tr / _)
+        mkdir -p "$d"
+        cp "$ROOT/lib/proto/grpc/$p.proto" "$d/"
+    done  # (a missing one fails protoc below)
+    (cd "$py/src" && ex_protoc_py "$py" -I. mrpc_health_v1/health.proto \
+        mrpc_reflection_v1/reflection.proto \
+        mrpc_reflection_v1alpha/reflection.proto)
+}
+
 ex_setup() {
-    local dir=$1 p d
+    local dir=$1
     EX_CERTS=$dir/certs
     EX_PY=$dir/py
     EX_SERVER_TLS=(--tls-cert "$EX_CERTS/server1.pem"
@@ -54,22 +73,10 @@ ex_setup() {
     EX_CLIENT_OTHER_CERT=(--tls-cert "$EX_CERTS/other-client.pem"
                           --tls-key "$EX_CERTS/other-client.key")
     rm -rf "$EX_CERTS" "$EX_PY"
-    mkdir -p "$EX_PY/src"
+    mkdir -p "$dir"
     {
-        # Our protos under package directories of our own ("grpc" is
-        # grpcio's), as tests/examples/services.sh does.
-        for p in health/v1/health reflection/v1/reflection \
-                 reflection/v1alpha/reflection; do
-            d=$EX_PY/src/mrpc_$(dirname "$p" | tr / _)
-            mkdir -p "$d"
-            cp "$ROOT/lib/proto/grpc/$p.proto" "$d/"
-        done  # (a missing one fails protoc below)
         timeout 60 "$ROOT/tests/tls/make-certs.sh" "$EX_CERTS" &&
-        (cd "$EX_PY/src" && timeout 60 protoc -I. --python_out="$EX_PY" \
-            --grpc_out="$EX_PY" \
-            --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
-            mrpc_health_v1/health.proto mrpc_reflection_v1/reflection.proto \
-            mrpc_reflection_v1alpha/reflection.proto)
+        ex_health_stubs "$EX_PY"
     } >"$dir/setup.log" 2>&1 && return 0
     fail ex-setup "certificates or health/reflection stubs (log: $dir/setup.log)"
     tail -n 20 "$dir/setup.log" | sed 's/^/  | /'
