@@ -1085,6 +1085,14 @@ int mrpc_call_cancel(mrpc_call *call) {
   return op_submit(&op);
 }
 
+int mrpc__call_send_idle(mrpc_call *call) {
+  if (atomic_load(&call->queued) == 0) return 1;
+  /* Flag first, then look again, as mrpc_call_send does: a drain between
+   * the two is not lost. */
+  atomic_store(&call->want_writable, 1);
+  return atomic_load(&call->queued) == 0;
+}
+
 void mrpc__call_rx_release(mrpc_call *call) {
   call_op op = {.call = call, .kind = OP_RX_RELEASE};
   op_submit(&op);

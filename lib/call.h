@@ -181,6 +181,12 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
 /* Delivers on_done with st (once); the user-visible end of the call. */
 void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
                          const char *msg);
+/* 1 when nothing waits in the call's send queue; else arms on_writable,
+ * which runs once the I/O thread takes bytes from the queue (a spurious one
+ * may follow a 1).  Any thread.  For senders that keep at most one message
+ * queued (health Watch). */
+int mrpc__call_send_idle(mrpc_call *call);
+
 /* Blocking reader caught up: reopen the window.  Any thread. */
 void mrpc__call_rx_release(mrpc_call *call);
 

@@ -133,16 +133,6 @@ static void watcher_unref(watcher *w) {
   free(w);
 }
 
-/* 1 when nothing of ours waits in the call's send queue; else arms
- * on_writable, which the I/O thread calls after it next takes bytes from
- * the queue.  (Reads the call layer's counters: lib/call.h.) */
-static int queue_idle(mrpc_call *call) {
-  if (atomic_load(&call->queued) == 0) return 1;
-  atomic_store(&call->want_writable, 1);
-  /* Drained meanwhile: go on (a spurious on_writable may follow). */
-  return atomic_load(&call->queued) == 0;
-}
-
 static void pump(watcher *w) {
   mrpc_health *h = w->h;
   watcher_ref(w); /* a synchronous on_done must not free w under us */
@@ -159,7 +149,7 @@ static void pump(watcher *w) {
       pthread_mutex_lock(&h->mu);
       break;
     }
-    if (!w->closing && !queue_idle(w->call)) {
+    if (!w->closing && !mrpc__call_send_idle(w->call)) {
       w->waiting = 1;
       break;
     }
