@@ -163,6 +163,22 @@ static int conn_feed(mrpc__conn *c, const uint8_t *p, size_t n) {
   return nghttp2_session_mem_recv(c->ng, p, n) < 0 ? -1 : 0;
 }
 
+#define SOCK_EOF (-1)
+#define SOCK_ERROR (-2)
+
+/* One recv() for both read loops (plain and TLS): bytes read (> 0), 0 when
+ * the socket has nothing now, SOCK_EOF at the end of the stream, SOCK_ERROR
+ * on an error.  The caller closes on either of the last two. */
+static ssize_t sock_recv(mrpc__conn *c, uint8_t *buf, size_t n) {
+  for (;;) {
+    ssize_t r = recv(c->io.fd, buf, n, 0);
+    if (r > 0) return r;
+    if (r == 0) return SOCK_EOF;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : SOCK_ERROR;
+  }
+}
+
 static void conn_read(mrpc__conn *c) {
   if (c->tls) {
     tls_read(c);
@@ -171,14 +187,9 @@ static void conn_read(mrpc__conn *c) {
   uint8_t buf[READ_BUF];
   for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->read_paused;
        i++) {
-    ssize_t r = recv(c->io.fd, buf, sizeof buf, 0);
+    ssize_t r = sock_recv(c, buf, sizeof buf);
+    if (r == 0) break;
     if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      mrpc__conn_close(c);
-      return;
-    }
-    if (r == 0) {
       mrpc__conn_close(c);
       return;
     }
@@ -333,15 +344,10 @@ static void tls_read(mrpc__conn *c) {
   uint8_t buf[READ_BUF]; /* ciphertext in, then plaintext out */
   for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->read_paused;
        i++) {
-    ssize_t r = recv(c->io.fd, buf, sizeof buf, 0);
+    ssize_t r = sock_recv(c, buf, sizeof buf);
+    if (r == 0) break;
     if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      mrpc__conn_close(c);
-      return;
-    }
-    if (r == 0) {
-      if (!c->tls_ready && !c->err[0])
+      if (r == SOCK_EOF && !c->tls_ready && !c->err[0])
         snprintf(c->err, sizeof c->err,
                  "TLS handshake failed: the peer closed the connection");
       mrpc__conn_close(c);
