@@ -18,6 +18,7 @@
 
 #define H2_NO_ERROR 0
 #define H2_CANCEL 8
+#define H2_REFUSED_STREAM 7
 
 static const char CT_GRPC[] = "application/grpc";
 
@@ -38,6 +39,7 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
   call->send_limit = cfg->send_limit;
   call->max_header_list = cfg->max_header_list;
   call->deadline_ms = INT64_MAX;
+  call->pushback_ms = -1;
   call->status.code = MRPC_STATUS_UNKNOWN;
   call->peer_accept = 1u << MRPC_COMPRESS_NONE;
   atomic_init(&call->msg_compress, 1);
@@ -60,14 +62,27 @@ mrpc_call *mrpc_call_ref(mrpc_call *call) {
   return call;
 }
 
-void mrpc_call_unref(mrpc_call *call) {
-  if (!call || atomic_fetch_sub(&call->refs, 1) != 1) return;
-  const mrpc_allocator *a = call->alloc;
-  for (mrpc__chunk *c = call->sq_head; c;) {
+static void free_chunks(const mrpc_allocator *a, mrpc__chunk *c) {
+  while (c) {
     mrpc__chunk *n = c->next;
     mrpc__free(a, c);
     c = n;
   }
+}
+
+/* Client: no further attempt can come; the replay copy goes. */
+static void commit(mrpc_call *call) {
+  call->committed = 1;
+  free_chunks(call->alloc, call->sent_head);
+  call->sent_head = call->sent_tail = NULL;
+  call->replay_bytes = 0;
+}
+
+void mrpc_call_unref(mrpc_call *call) {
+  if (!call || atomic_fetch_sub(&call->refs, 1) != 1) return;
+  const mrpc_allocator *a = call->alloc;
+  free_chunks(a, call->sq_head);
+  free_chunks(a, call->sent_head);
   mrpc__deframer_free(&call->df);
   mrpc_metadata_del(call->md);
   mrpc_metadata_del(call->trailers);
@@ -212,8 +227,18 @@ static void deliver_done(mrpc_call *call) {
   if (call->status.code != MRPC_STATUS_OK &&
       !(call->is_server && call->finishing && call->trailers_sent))
     atomic_store(&call->cancelled, 1);
+  /* A client call may end while it waits in a channel list (deadline,
+   * cancel): the list lets go, and a reference of ours keeps the call
+   * alive through on_done. */
+  int waited = !call->is_server && call->waitq;
+  if (waited) {
+    mrpc_call_ref(call);
+    mrpc__channel_call_done(call);
+  }
+  if (!call->is_server) commit(call);
   if (call->ops.on_done) call->ops.on_done(call, &call->status, call->ctx);
   if (call->is_server) mrpc__server_call_done(call);
+  if (waited) mrpc_call_unref(call);
 }
 
 void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
@@ -319,6 +344,12 @@ void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
       call->have_grpc_status = 1;
       call->grpc_status = MRPC_STATUS_UNKNOWN;
     }
+  } else if (IS("grpc-retry-pushback-ms")) {
+    /* A6: a non-negative integer; anything else means "do not retry". */
+    int64_t v = vlen && vlen <= 18 ? 0 : -2;
+    for (size_t i = 0; i < vlen && v >= 0; i++)
+      v = value[i] >= '0' && value[i] <= '9' ? v * 10 + (value[i] - '0') : -2;
+    call->pushback_ms = v;
   } else if (IS("grpc-message")) {
     mrpc__free(a, call->grpc_message);
     call->grpc_message = mrpc__malloc(a, vlen + 1);
@@ -364,6 +395,7 @@ void mrpc__call_on_headers_end(mrpc_call *call, int trailer, int end_stream) {
     return;
   }
   if (trailer || end_stream) return; /* status handled at remote end */
+  commit(call); /* response headers: no retry from here (A6) */
   if (call->http_status == 200 && !call->content_type_ok)
     rx_fail(call, MRPC_STATUS_UNKNOWN, "response content-type is not gRPC");
   else if (call->bad_encoding) /* compression.md: INTERNAL at the client */
@@ -460,6 +492,8 @@ void mrpc__call_on_data(mrpc_call *call, const uint8_t *data, size_t len) {
   }
 }
 
+static void attempt_retry(mrpc_call *call);
+
 void mrpc__call_on_remote_end(mrpc_call *call) {
   if (call->remote_closed) return;
   call->remote_closed = 1;
@@ -488,8 +522,30 @@ void mrpc__call_on_remote_end(mrpc_call *call) {
     if (call->conn) mrpc__conn_reset(call->conn, call, H2_NO_ERROR);
   }
   if (atomic_load(&call->done)) return;
+  /* Trailers-only with a status the retry policy names: the next attempt
+   * starts once this stream is closed (it is unlinked then). */
+  if (!call->committed && call->rx_error == MRPC_STATUS_OK &&
+      call->have_grpc_status && call->grpc_status > 0 &&
+      call->grpc_status <= 16) {
+    int64_t d = mrpc__channel_retry_delay(
+        call, (mrpc_status_code)call->grpc_status, 0);
+    if (d >= 0) {
+      call->retry_pending = 1;
+      call->retry_delay_ms = d;
+      if (call->stream_closed) attempt_retry(call);
+      return;
+    }
+  }
   if (call->ops.on_half_close) call->ops.on_half_close(call, call->ctx);
   client_finish_from_headers(call);
+}
+
+/* The trailers-only status named by the retry policy, its stream now
+ * closed: the next attempt, or that status if the channel is closing. */
+static void attempt_retry(mrpc_call *call) {
+  call->retry_pending = 0;
+  if (atomic_load(&call->done)) return;
+  mrpc__channel_retry(call, call->retry_delay_ms);
 }
 
 void mrpc__call_on_stream_close(mrpc_call *call, uint32_t h2_error,
@@ -506,7 +562,20 @@ void mrpc__call_on_stream_close(mrpc_call *call, uint32_t h2_error,
     }
     return;
   }
+  if (call->retry_pending) {
+    attempt_retry(call);
+    return;
+  }
   if (conn_lost) {
+    /* Transparent retry when the request never left (A6). */
+    if (!call->committed) {
+      int64_t d = mrpc__channel_retry_delay(call, MRPC_STATUS_UNAVAILABLE,
+                                            call->headers_sent ? 0 : 1);
+      if (d >= 0) {
+        mrpc__channel_retry(call, d);
+        return;
+      }
+    }
     mrpc__call_complete(call, MRPC_STATUS_UNAVAILABLE,
                         call->got_headers ? "connection lost"
                                           : "failed to connect or connection "
@@ -514,6 +583,17 @@ void mrpc__call_on_stream_close(mrpc_call *call, uint32_t h2_error,
     return;
   }
   mrpc_status_code code = mrpc__status_from_rst(h2_error);
+  if (!call->committed && !call->got_headers) {
+    /* REFUSED_STREAM (also every stream above a GOAWAY's last id): the
+     * server did not process it. */
+    int64_t d = mrpc__channel_retry_delay(call, code,
+                                          h2_error == H2_REFUSED_STREAM ? 2
+                                                                        : 0);
+    if (d >= 0) {
+      mrpc__channel_retry(call, d);
+      return;
+    }
+  }
   char msg[64];
   snprintf(msg, sizeof msg, "stream reset by peer (HTTP/2 error %u)",
            (unsigned)h2_error);
@@ -532,6 +612,24 @@ static void conn_account(mrpc_call *call, ssize_t delta) {
   if (call->conn) mrpc__conn_queued_add(call->conn, delta);
 }
 
+/* A chunk the transport has taken: kept for a replay until the call
+ * commits, unless that would pass the replay limit. */
+static void keep_sent(mrpc_call *call, mrpc__chunk *c) {
+  if (call->is_server || call->committed ||
+      call->replay_bytes + c->len > call->replay_limit) {
+    if (!call->is_server && !call->committed) commit(call);
+    mrpc__free(call->alloc, c);
+    return;
+  }
+  c->next = NULL;
+  if (call->sent_tail)
+    call->sent_tail->next = c;
+  else
+    call->sent_head = c;
+  call->sent_tail = c;
+  call->replay_bytes += c->len;
+}
+
 size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof) {
   size_t n = 0;
   while (n < len && call->sq_head) {
@@ -544,7 +642,7 @@ size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof) {
     if (c->off == c->len) {
       call->sq_head = c->next;
       if (!call->sq_head) call->sq_tail = NULL;
-      mrpc__free(call->alloc, c);
+      keep_sent(call, c);
     }
   }
   if (n) {
@@ -690,6 +788,11 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
   mrpc__hdrbuf_add(&hb, "grpc-accept-encoding", MRPC__ACCEPT_ENCODING,
                    sizeof MRPC__ACCEPT_ENCODING - 1);
   mrpc__hdrbuf_add(&hb, "user-agent", user_agent, strlen(user_agent));
+  char abuf[12];
+  if (call->attempts > 1) /* A6 */
+    mrpc__hdrbuf_add(&hb, "grpc-previous-rpc-attempts", abuf,
+                     (size_t)snprintf(abuf, sizeof abuf, "%d",
+                                      call->attempts - 1));
   if (md) mrpc__hdrbuf_add_md(&hb, md);
   int rv = hb.oom ? MRPC_ERR_NOMEM
                   : mrpc__conn_submit_request(conn, call, hb.h, hb.n);
@@ -701,6 +804,58 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
     conn_account(call, (ssize_t)n);
   }
   return rv;
+}
+
+void mrpc__call_rewind(mrpc_call *call) {
+  const mrpc_allocator *a = call->alloc;
+  /* What was sent goes first again, from its start. */
+  size_t back = call->replay_bytes;
+  if (call->sq_head) {
+    back += call->sq_head->off;
+    call->sq_head->off = 0;
+  }
+  if (call->sent_head) {
+    call->sent_tail->next = call->sq_head;
+    if (!call->sq_head) call->sq_tail = call->sent_tail;
+    call->sq_head = call->sent_head;
+    for (mrpc__chunk *c = call->sent_head; c != call->sent_tail->next;
+         c = c->next)
+      c->off = 0;
+  }
+  call->sent_head = call->sent_tail = NULL;
+  call->replay_bytes = 0;
+  atomic_fetch_add(&call->queued, back);
+  /* Nothing received counts: no response headers came. */
+  mrpc__deframer_free(&call->df);
+  mrpc__deframer_init(&call->df, call->df.max_len, a);
+  mrpc_metadata_clear(call->md);
+  mrpc_metadata_del(call->trailers);
+  call->trailers = NULL;
+  mrpc__free(a, call->grpc_message);
+  call->grpc_message = NULL;
+  mrpc__free(a, call->details);
+  call->details = NULL;
+  call->details_len = 0;
+  call->stream_id = 0;
+  call->hdr_bytes = 0;
+  call->hdr_overflow = 0;
+  call->rx_hold = 0;
+  call->rx_unconsumed = 0;
+  call->rx_error = MRPC_STATUS_OK;
+  call->http_status = 0;
+  call->have_grpc_status = 0;
+  call->grpc_status = 0;
+  call->content_type_ok = 0;
+  call->bad_encoding = 0;
+  call->recv_alg = MRPC_COMPRESS_NONE;
+  call->peer_accept = 1u << MRPC_COMPRESS_NONE;
+  call->got_headers = 0;
+  call->pushback_ms = -1;
+  call->remote_closed = 0;
+  call->stream_closed = 0;
+  atomic_store(&call->headers_sent, 0);
+  /* tls_peer stays: other threads may hold it.  Retries go to the same
+   * channel's servers, verified against the same name and CA. */
 }
 
 /* ---- operations from any thread ---- */

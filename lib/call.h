@@ -126,10 +126,29 @@ struct mrpc_call {
   int64_t t_start_ns; /* CLOCK_MONOTONIC */
   atomic_uint_fast64_t bytes_in, bytes_out;
 
+  /* client attempts (docs/design.md, "Retries"; channel.c decides).
+   * Bytes the transport took are kept in sent_* until the call commits
+   * (response headers came, the replay buffer overflowed, or the call
+   * ended), so that another attempt can send them again. */
+  mrpc__chunk *sent_head, *sent_tail;
+  size_t replay_bytes, replay_limit;
+  int committed;
+  int attempts;          /* attempts counted against a retry policy */
+  int transparent_tries; /* attempts that never left the client */
+  int refused_retried;   /* the one retry of a stream the server refused */
+  int retry_pending;     /* a retryable status came: retry at stream close */
+  int64_t retry_delay_ms;
+  int64_t pushback_ms; /* grpc-retry-pushback-ms: -1 none, -2 malformed */
+  int wait_for_ready;
+  mrpc__timer retry_timer;
+
   /* owners */
   mrpc__server_loop *sloop; /* server */
   mrpc_channel *channel;    /* client */
-  mrpc_call *conn_prev, *conn_next; /* calls on the same connection */
+  /* Calls on the same connection; on the client also the channel's list
+   * the call waits on (for a connection or a retry), named by waitq. */
+  mrpc_call *conn_prev, *conn_next;
+  void *waitq;
 };
 
 typedef struct mrpc__call_cfg {
@@ -186,6 +205,22 @@ void mrpc__call_complete(mrpc_call *call, mrpc_status_code code,
  * may follow a 1).  Any thread.  For senders that keep at most one message
  * queued (health Watch). */
 int mrpc__call_send_idle(mrpc_call *call);
+
+/* Client, channel -> call (loop thread): gets a call whose attempt ended
+ * (not on a connection any more) ready for the next one: what was sent
+ * goes back to the send queue, what was received is forgotten. */
+void mrpc__call_rewind(mrpc_call *call);
+
+/* call -> channel (loop thread, channel.c). */
+/* The wait before another attempt of call, whose attempt ended with code
+ * (transparent: 1 the stream never left the client, 2 the server refused
+ * it unprocessed, 0 neither), or -1 for none. */
+int64_t mrpc__channel_retry_delay(mrpc_call *call, mrpc_status_code code,
+                                  int transparent);
+/* Takes a reference and starts call's next attempt after delay_ms. */
+void mrpc__channel_retry(mrpc_call *call, int64_t delay_ms);
+/* The call ended while on one of the channel's wait lists. */
+void mrpc__channel_call_done(mrpc_call *call);
 
 /* Blocking reader caught up: reopen the window.  Any thread. */
 void mrpc__call_rx_release(mrpc_call *call);

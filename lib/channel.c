@@ -1,7 +1,9 @@
-/* The client channel: one I/O thread, lazy connection, calls multiplexed.
- * Calls wait in a pending list until a connection is up, so that a failed
- * address can be skipped for the next and, later, load balancing can pick
- * among several connections. */
+/* The client channel: one I/O thread, a target resolved off it, a set of
+ * "slots" (one connection each, with its own backoff) that the load
+ * balancing policy keeps connected, and calls spread over the READY ones.
+ * Calls wait in channel lists while no connection is READY (pending:
+ * fail-fast, wfr: wait-for-ready) and between retry attempts (retrying).
+ * docs/design.md, "Channels", has the model. */
 #include "addr.h"
 #include "alloc.h"
 #include "call.h"
@@ -9,6 +11,7 @@
 #include "interceptor.h"
 #include "loop.h"
 #include "metadata.h"
+#include "resolver.h"
 #include "status.h"
 #include "stream.h"
 #include "tls.h"
@@ -26,40 +29,73 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_ADDRS 16
 /* connection-backoff.md */
 #define BACKOFF_INITIAL_MS 1000
 #define BACKOFF_MULTIPLIER 1.6
 #define BACKOFF_JITTER 0.2
 #define BACKOFF_MAX_MS 120000
 #define MIN_CONNECT_TIMEOUT_MS 20000
+#define RESOLVE_INTERVAL_MS 30000
+#define MAX_POOL 64
+#define MAX_RETRY_ATTEMPTS 5     /* A6 caps maxAttempts */
+#define MAX_TRANSPARENT 100      /* never-sent retries, so that they end */
+#define RETRY_BUFFER (256 * 1024)
+
+typedef struct waitq {
+  mrpc_call *head, *tail;
+} waitq;
+
+/* One connection of the channel and its connectivity state machine. */
+typedef struct slot {
+  mrpc_channel *ch;
+  /* round_robin: this address only; pick_first: ch->addrs in order (addr
+   * then is the one tried or connected). */
+  int fixed;
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  int next_addr;
+  mrpc__conn *conn; /* the connection calls go to, or being made */
+  int n_conns;      /* connections owned, draining ones included */
+  int state;        /* MRPC_CHANNEL_IDLE .. TRANSIENT_FAILURE */
+  int removed;      /* the address left the resolution: no new calls */
+  double backoff_ms;
+  int64_t attempt_deadline_ms;
+  mrpc__timer connect_timer; /* a connection that never sends SETTINGS */
+  mrpc__timer backoff_timer; /* ends TRANSIENT_FAILURE */
+} slot;
+
+typedef struct policy_entry {
+  char *name; /* NULL: every method */
+  size_t name_len;
+  mrpc_retry_policy p;
+} policy_entry;
 
 struct mrpc_channel {
   mrpc_channel_opts opts;
   const mrpc_allocator *alloc;
-  mrpc__addr target;
+  mrpc__target target;
   char *authority;
   char *user_agent;
   mrpc__loop *loop;
   pthread_t thread;
   atomic_int closing;
-  /* loop thread only */
-  mrpc__conn *conn;      /* the connection new calls go to */
-  int conn_ready;
-  mrpc__timer connect_timer; /* a connection that never sends SETTINGS */
-  struct sockaddr_storage addrs[MAX_ADDRS];
-  socklen_t addr_lens[MAX_ADDRS];
-  int n_addrs, next_addr;
-  /* Calls waiting for a connection, through conn_next: fail-fast ones
-   * (ended when an attempt fails) and wait-for-ready ones. */
-  mrpc_call *pending_head, *pending_tail;
-  mrpc_call *wfr_head, *wfr_tail;
-  /* Backoff (loop thread): the current backoff, when the attempt under
-   * way may be followed by the next one, the timer that ends
-   * TRANSIENT_FAILURE, and the jitter's random state. */
-  double backoff_ms;
-  int64_t attempt_deadline_ms;
-  mrpc__timer backoff_timer;
+  policy_entry *policies;
+  size_t n_policies;
+  /* Everything below up to state_mu: loop thread only. */
+  /* Resolution: the latest addresses, whether a lookup runs, when the
+   * last began, and the backoff of a target that never resolved. */
+  mrpc__resolver *resolver;
+  mrpc__addr_list addrs;
+  int have_addrs, resolving, addrs_stale, res_failed;
+  int64_t last_resolve_ms;
+  double res_backoff_ms;
+  mrpc__timer resolve_timer, res_backoff_timer;
+  /* Slots; rr_next is where the next pick starts looking. */
+  slot **slots;
+  size_t n_slots, cap_slots, rr_next;
+  int active; /* left IDLE: round_robin keeps every slot connecting */
+  atomic_size_t n_ready;
+  waitq pending, wfr, retrying;
   uint64_t rng;
   /* Connectivity state: written under state_mu (loop thread, and
    * mrpc_channel_del for SHUTDOWN); waiters counted so that del can wait
@@ -68,7 +104,7 @@ struct mrpc_channel {
   pthread_cond_t state_cv; /* CLOCK_MONOTONIC */
   int state;
   int n_waiters;
-  mrpc__conn **conns;
+  mrpc__conn **conns; /* every connection, for the end */
   size_t n_conns, cap_conns;
   /* Interceptor chain: copy-on-write so calls starting on other threads
    * keep a stable array; old arrays live until the channel goes. */
@@ -129,6 +165,43 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
+static int policy_valid(const mrpc_retry_policy *p) {
+  return p->max_attempts >= 2 && p->initial_backoff_ms > 0 &&
+         p->max_backoff_ms > 0 && p->backoff_multiplier > 0 &&
+         p->backoff_multiplier == p->backoff_multiplier &&
+         (p->retryable_codes & ~MRPC_RETRY_ON(0)) != 0 &&
+         (p->retryable_codes >> 17) == 0 &&
+         (!p->name || p->name[0] == '/');
+}
+
+static void free_policies(const mrpc_allocator *a, policy_entry *e, size_t n) {
+  for (size_t i = 0; i < n; i++) mrpc__free(a, e[i].name);
+  mrpc__free(a, e);
+}
+
+/* Copies the retry policies; MRPC_ERR_INVAL / MRPC_ERR_NOMEM. */
+static int copy_policies(mrpc_channel *ch, const mrpc_retry_policy *p,
+                         size_t n) {
+  if (!n) return 0;
+  if (!p) return MRPC_ERR_INVAL;
+  for (size_t i = 0; i < n; i++)
+    if (!policy_valid(&p[i])) return MRPC_ERR_INVAL;
+  ch->policies = mrpc__calloc(ch->alloc, n, sizeof *ch->policies);
+  if (!ch->policies) return MRPC_ERR_NOMEM;
+  ch->n_policies = n;
+  for (size_t i = 0; i < n; i++) {
+    policy_entry *e = &ch->policies[i];
+    e->p = p[i];
+    e->p.name = NULL;
+    if (p[i].name) {
+      e->name_len = strlen(p[i].name);
+      e->name = mrpc__strndup(ch->alloc, p[i].name, e->name_len);
+      if (!e->name) return MRPC_ERR_NOMEM;
+    }
+  }
+  return 0;
+}
+
 int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
                      mrpc_channel **out) {
   if (!target || !out) return MRPC_ERR_INVAL;
@@ -153,6 +226,12 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
       o.backoff_multiplier != o.backoff_multiplier ||
       o.backoff_jitter != o.backoff_jitter)
     return MRPC_ERR_INVAL;
+  if ((unsigned)o.lb_policy > MRPC_LB_ROUND_ROBIN || o.pool_size < 0 ||
+      o.pool_size > MAX_POOL)
+    return MRPC_ERR_INVAL;
+  if (!o.pool_size) o.pool_size = 1;
+  if (!o.resolve_interval_ms) o.resolve_interval_ms = RESOLVE_INTERVAL_MS;
+  if (!o.retry_buffer_size) o.retry_buffer_size = RETRY_BUFFER;
   if (!o.backoff_initial_ms) o.backoff_initial_ms = BACKOFF_INITIAL_MS;
   if (o.backoff_multiplier == 0) o.backoff_multiplier = BACKOFF_MULTIPLIER;
   if (o.backoff_multiplier < 1) o.backoff_multiplier = 1;
@@ -170,19 +249,22 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
   ch->opts = o;
   ch->alloc = o.alloc;
   ch->ka_time_ms = o.keepalive_time_ms;
-  ch->backoff_ms = (double)o.backoff_initial_ms;
+  ch->res_backoff_ms = (double)o.backoff_initial_ms;
   ch->rng = (uint64_t)mrpc__now_ms() * 0x9E3779B97F4A7C15ull ^
             (uint64_t)(uintptr_t)ch;
   if (!ch->rng) ch->rng = 1;
   ch->state = MRPC_CHANNEL_IDLE;
-  if (mrpc__addr_parse(target, &ch->target) != 0) {
+  if (mrpc__target_parse(target, &ch->target) != 0) {
     mrpc__free(o.alloc, ch);
     return MRPC_ERR_ADDR;
   }
+  if (!ch->target.dns) { /* the list is known: no lookup */
+    ch->addrs = ch->target.fixed;
+    ch->have_addrs = 1;
+  }
   const char *auth = o.authority      ? o.authority
                      : tls_override     ? tls_override
-                     : ch->target.is_unix ? "localhost"
-                                          : target;
+                                        : ch->target.authority;
   char ua[256];
   snprintf(ua, sizeof ua, "%s%sminirpc-c/" MRPC_VERSION_STRING,
            o.user_agent ? o.user_agent : "", o.user_agent ? " " : "");
@@ -191,17 +273,19 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
   if (o.tls)
     ch->tls_host = tls_override ? mrpc__strndup(o.alloc, tls_override,
                                                 strlen(tls_override))
-                   : auth == target ? mrpc__strndup(o.alloc, ch->target.host,
-                                                    strlen(ch->target.host))
-                                    : authority_host(o.alloc, auth);
+                   : o.authority ? authority_host(o.alloc, o.authority)
+                                 : mrpc__strndup(o.alloc, ch->target.host,
+                                                 strlen(ch->target.host));
   int rv = ch->authority && ch->user_agent && (!o.tls || ch->tls_host)
-               ? mrpc__loop_new(o.alloc, &ch->loop)
+               ? copy_policies(ch, o.retry_policies, o.n_retry_policies)
                : MRPC_ERR_NOMEM;
+  if (rv == 0) rv = mrpc__loop_new(o.alloc, &ch->loop);
   if (rv == 0 && pthread_create(&ch->thread, NULL, loop_main, ch) != 0) {
     mrpc__loop_del(ch->loop);
     rv = MRPC_ERR_IO;
   }
   if (rv) {
+    free_policies(o.alloc, ch->policies, ch->n_policies);
     mrpc__free(o.alloc, ch->authority);
     mrpc__free(o.alloc, ch->user_agent);
     mrpc__free(o.alloc, ch->tls_host);
@@ -218,6 +302,7 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
   pthread_condattr_destroy(&ca);
   ch->opts.authority = NULL; /* not kept: copied above */
   ch->opts.user_agent = NULL;
+  ch->opts.retry_policies = NULL;
   *out = ch;
   return 0;
 }
@@ -265,204 +350,467 @@ static mrpc_channel_state get_state(mrpc_channel *ch) {
   return (mrpc_channel_state)s;
 }
 
-/* ---- connections (loop thread) ---- */
+/* ---- wait lists (loop thread) ---- */
 
-static void connect_next(mrpc_channel *ch);
-
-static void queue_call(mrpc_call **head, mrpc_call **tail, mrpc_call *call) {
+/* The list takes over the caller's reference. */
+static void enqueue(waitq *q, mrpc_call *call) {
+  call->waitq = q;
+  call->conn_prev = q->tail;
   call->conn_next = NULL;
-  if (*tail)
-    (*tail)->conn_next = call;
+  if (q->tail)
+    q->tail->conn_next = call;
   else
-    *head = call;
-  *tail = call;
+    q->head = call;
+  q->tail = call;
 }
 
-static void fail_list(mrpc_call **head, mrpc_call **tail,
-                      mrpc_status_code code, const char *msg) {
-  while (*head) {
-    mrpc_call *call = *head;
-    *head = call->conn_next;
-    call->conn_next = NULL;
+/* Takes call off its list; the list's reference is the caller's now. */
+static void dequeue(mrpc_call *call) {
+  waitq *q = call->waitq;
+  if (call->conn_prev)
+    call->conn_prev->conn_next = call->conn_next;
+  else
+    q->head = call->conn_next;
+  if (call->conn_next)
+    call->conn_next->conn_prev = call->conn_prev;
+  else
+    q->tail = call->conn_prev;
+  call->conn_prev = call->conn_next = NULL;
+  call->waitq = NULL;
+  mrpc__timer_stop(call->loop, &call->retry_timer);
+}
+
+void mrpc__channel_call_done(mrpc_call *call) {
+  dequeue(call);
+  mrpc_call_unref(call); /* deliver_done holds its own meanwhile */
+}
+
+static void fail_list(waitq *q, mrpc_status_code code, const char *msg) {
+  while (q->head) {
+    mrpc_call *call = q->head;
+    dequeue(call);
     mrpc__call_complete(call, code, msg);
-    mrpc_call_unref(call); /* the list's */
+    mrpc_call_unref(call);
   }
-  *tail = NULL;
 }
 
-static void fail_pending(mrpc_channel *ch, mrpc_status_code code,
-                         const char *msg) {
-  fail_list(&ch->pending_head, &ch->pending_tail, code, msg);
-  fail_list(&ch->wfr_head, &ch->wfr_tail, code, msg);
+static void fail_all(mrpc_channel *ch, mrpc_status_code code,
+                     const char *msg) {
+  fail_list(&ch->pending, code, msg);
+  fail_list(&ch->wfr, code, msg);
+  fail_list(&ch->retrying, code, msg);
 }
 
-/* Drops the wait-for-ready calls that ended meanwhile (deadline, cancel);
- * returns 1 if any call still waits. */
-static int calls_waiting(mrpc_channel *ch) {
-  mrpc_call **pp = &ch->wfr_head, *last = NULL;
-  while (*pp) {
-    mrpc_call *call = *pp;
-    if (atomic_load(&call->done)) {
-      *pp = call->conn_next;
-      call->conn_next = NULL;
-      mrpc_call_unref(call);
-    } else {
-      last = call;
-      pp = &call->conn_next;
-    }
-  }
-  ch->wfr_tail = last;
-  return ch->wfr_head != NULL || ch->pending_head != NULL;
+static int calls_waiting(const mrpc_channel *ch) {
+  return ch->pending.head != NULL || ch->wfr.head != NULL;
 }
 
 static const char *conn_error_msg(const mrpc_channel *ch) {
   return ch->conn_err[0] ? ch->conn_err : "failed to connect";
 }
 
-static void start_on(mrpc_channel *ch, mrpc_call *call) {
+/* ---- picking (loop thread) ---- */
+
+static int usable(const slot *s) {
+  return s->state == MRPC_CHANNEL_READY && !s->removed && s->conn &&
+         !mrpc__conn_draining(s->conn);
+}
+
+/* The next READY slot after the last pick, or NULL. */
+static slot *pick(mrpc_channel *ch) {
+  size_t n = ch->n_slots;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (ch->rr_next + k) % n;
+    if (usable(ch->slots[i])) {
+      ch->rr_next = (i + 1) % n;
+      return ch->slots[i];
+    }
+  }
+  return NULL;
+}
+
+static void start_on(mrpc_channel *ch, slot *s, mrpc_call *call) {
   if (atomic_load(&call->done)) return;
-  int rv = mrpc__call_start_client(call, ch->conn, ch->authority,
+  if (call->attempts == 0) call->attempts = 1;
+  int rv = mrpc__call_start_client(call, s->conn, ch->authority,
                                    ch->user_agent, call->out_headers);
   if (rv != 0) {
     mrpc__call_complete(call, MRPC_STATUS_UNAVAILABLE,
                         "could not start the call on the connection");
     return;
   }
-  if (call->sq_head || call->send_closed) mrpc__conn_resume(ch->conn, call);
+  if (call->sq_head || call->send_closed) mrpc__conn_resume(s->conn, call);
 }
 
-static void start_list(mrpc_channel *ch, mrpc_call **head, mrpc_call **tail) {
-  while (*head) {
-    mrpc_call *call = *head;
-    *head = call->conn_next;
-    call->conn_next = NULL;
-    start_on(ch, call);
-    mrpc_call_unref(call);
+/* Waiting calls go to READY connections, in turn. */
+static void start_waiting(mrpc_channel *ch) {
+  waitq *qs[2] = {&ch->pending, &ch->wfr};
+  for (int i = 0; i < 2; i++)
+    while (qs[i]->head) {
+      slot *s = pick(ch);
+      if (!s) return;
+      mrpc_call *call = qs[i]->head;
+      dequeue(call);
+      start_on(ch, s, call);
+      mrpc_call_unref(call);
+    }
+}
+
+/* The channel's state from its slots' (load-balancing.md: READY >
+ * CONNECTING > IDLE > TRANSIENT_FAILURE), and what it means for waiting
+ * calls: READY starts them, TRANSIENT_FAILURE fails the fail-fast ones. */
+static void update_state(mrpc_channel *ch) {
+  if (atomic_load(&ch->closing)) return;
+  int n = 0, by[4] = {0};
+  for (size_t i = 0; i < ch->n_slots; i++) {
+    slot *s = ch->slots[i];
+    if (s->removed) continue;
+    n++;
+    by[s->state]++;
   }
-  *tail = NULL;
-}
-
-/* A new connection attempt over every resolved address (IDLE or the end
- * of a backoff -> CONNECTING). */
-static void start_connecting(mrpc_channel *ch) {
-  if (atomic_load(&ch->closing) || ch->conn) return;
-  set_state(ch, MRPC_CHANNEL_CONNECTING);
-  ch->next_addr = 0;
-  connect_next(ch);
-}
-
-static void backoff_fired(mrpc__timer *t) {
-  mrpc_channel *ch =
-      (mrpc_channel *)((char *)t - offsetof(mrpc_channel, backoff_timer));
-  if (atomic_load(&ch->closing)) return;
-  /* Calls still waiting: try again; none: rest until the next call. */
-  if (calls_waiting(ch))
-    start_connecting(ch);
+  mrpc_channel_state st;
+  if (by[MRPC_CHANNEL_READY])
+    st = MRPC_CHANNEL_READY;
+  else if (by[MRPC_CHANNEL_CONNECTING] || (!n && ch->resolving))
+    st = MRPC_CHANNEL_CONNECTING;
+  else if (by[MRPC_CHANNEL_IDLE] || (!n && !ch->res_failed))
+    st = MRPC_CHANNEL_IDLE;
   else
-    set_state(ch, MRPC_CHANNEL_IDLE);
-}
-
-/* Every address of the attempt failed: fail-fast calls end, the channel
- * is TRANSIENT_FAILURE until the attempt's backoff deadline, and the
- * backoff grows (connection-backoff.md). */
-static void connect_failed(mrpc_channel *ch, const char *why) {
-  ch->next_addr = 0;
-  if (why) snprintf(ch->conn_err, sizeof ch->conn_err, "%s", why);
+    st = MRPC_CHANNEL_TRANSIENT_FAILURE;
+  if (st == MRPC_CHANNEL_IDLE) ch->active = 0;
   /* The state first: a caller woken by its failed call sees it. */
-  if (!atomic_load(&ch->closing))
-    set_state(ch, MRPC_CHANNEL_TRANSIENT_FAILURE);
-  fail_list(&ch->pending_head, &ch->pending_tail, MRPC_STATUS_UNAVAILABLE,
-            conn_error_msg(ch));
-  if (atomic_load(&ch->closing)) return;
-  int64_t now = mrpc__now_ms();
-  int64_t when = ch->attempt_deadline_ms > now ? ch->attempt_deadline_ms : now;
-  mrpc__timer_start(ch->loop, &ch->backoff_timer, when, backoff_fired);
-  ch->backoff_ms *= ch->opts.backoff_multiplier;
-  if (ch->backoff_ms > (double)ch->opts.backoff_max_ms)
-    ch->backoff_ms = (double)ch->opts.backoff_max_ms;
+  set_state(ch, st);
+  if (st == MRPC_CHANNEL_READY)
+    start_waiting(ch);
+  else if (st == MRPC_CHANNEL_TRANSIENT_FAILURE)
+    fail_list(&ch->pending, MRPC_STATUS_UNAVAILABLE, conn_error_msg(ch));
 }
 
-/* The connection of the attempt under way failed before it was ready:
- * the next address, else the attempt failed. */
-static void attempt_lost(mrpc_channel *ch) {
-  if (ch->next_addr < ch->n_addrs && !atomic_load(&ch->closing))
-    connect_next(ch);
+/* ---- resolution (loop thread) ---- */
+
+static void slot_connect(slot *s);
+static void reconcile(mrpc_channel *ch);
+
+static void start_resolve(mrpc_channel *ch);
+
+static void resolve_timer_fired(mrpc__timer *t) {
+  mrpc_channel *ch =
+      (mrpc_channel *)((char *)t - offsetof(mrpc_channel, resolve_timer));
+  if (atomic_load(&ch->closing) || ch->resolving) return;
+  /* An IDLE channel looks again when it is next used. */
+  if (get_state(ch) == MRPC_CHANNEL_IDLE)
+    ch->addrs_stale = 1;
   else
-    connect_failed(ch, NULL);
+    start_resolve(ch);
+}
+
+/* The spacing of lookups: resolve_interval_ms, or 30 s when periodic
+ * lookups are off. */
+static int64_t resolve_spacing(const mrpc_channel *ch) {
+  return ch->opts.resolve_interval_ms > 0 ? ch->opts.resolve_interval_ms
+                                          : RESOLVE_INTERVAL_MS;
+}
+
+/* A lookup now, or when the spacing allows (DNS targets only). */
+static void request_resolve(mrpc_channel *ch) {
+  if (!ch->target.dns || ch->resolving || ch->res_backoff_timer.heap_idx ||
+      atomic_load(&ch->closing))
+    return;
+  int64_t at = ch->last_resolve_ms + resolve_spacing(ch);
+  if (ch->have_addrs && !ch->addrs_stale && mrpc__now_ms() < at) {
+    if (!ch->resolve_timer.heap_idx || ch->resolve_timer.when_ms > at)
+      mrpc__timer_start(ch->loop, &ch->resolve_timer, at, resolve_timer_fired);
+    return;
+  }
+  start_resolve(ch);
+}
+
+static void on_resolved(void *ctx, const mrpc__addr_list *l, const char *err);
+
+static void start_resolve(mrpc_channel *ch) {
+  mrpc__timer_stop(ch->loop, &ch->resolve_timer);
+  ch->resolving = 1;
+  ch->addrs_stale = 0;
+  ch->last_resolve_ms = mrpc__now_ms();
+  if (!ch->resolver &&
+      mrpc__resolver_new(ch->loop, ch->target.host, ch->target.port,
+                         on_resolved, ch, &ch->resolver) != 0) {
+    on_resolved(ch, NULL, "could not start a resolver thread");
+    return;
+  }
+  mrpc__resolver_request(ch->resolver);
+}
+
+static void res_backoff_fired(mrpc__timer *t) {
+  mrpc_channel *ch =
+      (mrpc_channel *)((char *)t - offsetof(mrpc_channel, res_backoff_timer));
+  if (atomic_load(&ch->closing)) return;
+  if (ch->active && (calls_waiting(ch) ||
+                     ch->opts.lb_policy == MRPC_LB_ROUND_ROBIN)) {
+    start_resolve(ch);
+  } else {
+    ch->res_failed = 0; /* rest until the next call */
+  }
+  update_state(ch);
+}
+
+static void on_resolved(void *ctx, const mrpc__addr_list *l, const char *err) {
+  mrpc_channel *ch = ctx;
+  ch->resolving = 0;
+  if (atomic_load(&ch->closing)) return;
+  if (ch->opts.resolve_interval_ms > 0 && !ch->resolve_timer.heap_idx)
+    mrpc__timer_start(ch->loop, &ch->resolve_timer,
+                      ch->last_resolve_ms + ch->opts.resolve_interval_ms,
+                      resolve_timer_fired);
+  if (!l) {
+    if (ch->have_addrs) return; /* keep what the last lookup gave */
+    /* Never resolved: TRANSIENT_FAILURE with a backoff of its own. */
+    snprintf(ch->conn_err, sizeof ch->conn_err, "%s", err);
+    ch->res_failed = 1;
+    mrpc__timer_start(ch->loop, &ch->res_backoff_timer,
+                      mrpc__now_ms() + (int64_t)ch->res_backoff_ms,
+                      res_backoff_fired);
+    ch->res_backoff_ms *= ch->opts.backoff_multiplier;
+    if (ch->res_backoff_ms > (double)ch->opts.backoff_max_ms)
+      ch->res_backoff_ms = (double)ch->opts.backoff_max_ms;
+    update_state(ch);
+    return;
+  }
+  ch->res_failed = 0;
+  ch->res_backoff_ms = (double)ch->opts.backoff_initial_ms;
+  ch->addrs = *l;
+  ch->have_addrs = 1;
+  reconcile(ch);
+  update_state(ch);
+}
+
+/* ---- slots (loop thread) ---- */
+
+static int same_addr(const struct sockaddr_storage *a, socklen_t alen,
+                     const struct sockaddr_storage *b, socklen_t blen) {
+  return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+static void slot_free(mrpc_channel *ch, slot *s) {
+  mrpc__timer_stop(ch->loop, &s->connect_timer);
+  mrpc__timer_stop(ch->loop, &s->backoff_timer);
+  mrpc__free(ch->alloc, s);
+}
+
+/* Frees the removed slots no connection refers to any more. */
+static void sweep(mrpc_channel *ch) {
+  for (size_t i = 0; i < ch->n_slots;) {
+    slot *s = ch->slots[i];
+    if (s->removed && s->n_conns == 0) {
+      slot_free(ch, s);
+      ch->slots[i] = ch->slots[--ch->n_slots];
+    } else {
+      i++;
+    }
+  }
+  if (ch->rr_next >= ch->n_slots) ch->rr_next = 0;
+}
+
+static slot *slot_add(mrpc_channel *ch, const struct sockaddr_storage *a,
+                      socklen_t len) {
+  if (ch->n_slots == ch->cap_slots) {
+    size_t cap = ch->cap_slots ? ch->cap_slots * 2 : 4;
+    slot **ss = mrpc__realloc(ch->alloc, ch->slots, cap * sizeof *ss);
+    if (!ss) return NULL;
+    ch->slots = ss;
+    ch->cap_slots = cap;
+  }
+  slot *s = mrpc__calloc(ch->alloc, 1, sizeof *s);
+  if (!s) return NULL;
+  s->ch = ch;
+  s->state = MRPC_CHANNEL_IDLE;
+  s->backoff_ms = (double)ch->opts.backoff_initial_ms;
+  if (a) {
+    s->fixed = 1;
+    memcpy(&s->addr, a, len);
+    s->addr_len = len;
+  }
+  ch->slots[ch->n_slots++] = s;
+  return s;
+}
+
+/* No new calls; the connection ends once its calls have (GOAWAY from our
+ * side), and the slot with it. */
+static void slot_remove(slot *s) {
+  s->removed = 1;
+  mrpc__timer_stop(s->ch->loop, &s->backoff_timer);
+  if (s->conn && s->state == MRPC_CHANNEL_READY)
+    mrpc__conn_shutdown(s->conn);
+  else if (s->conn)
+    mrpc__conn_close(s->conn);
+}
+
+/* Makes the slots match the addresses: pick_first has pool_size slots
+ * that try every address; round_robin pool_size per address. */
+static void reconcile(mrpc_channel *ch) {
+  int pool = ch->opts.pool_size;
+  if (ch->opts.lb_policy == MRPC_LB_PICK_FIRST) {
+    int have = 0;
+    for (size_t i = 0; i < ch->n_slots; i++) have += !ch->slots[i]->removed;
+    for (; have < pool; have++)
+      if (!slot_add(ch, NULL, 0)) break;
+  } else {
+    for (size_t i = 0; i < ch->n_slots; i++) {
+      slot *s = ch->slots[i];
+      int found = 0;
+      for (int k = 0; k < ch->addrs.n && !found; k++)
+        found = same_addr(&s->addr, s->addr_len, &ch->addrs.a[k],
+                          ch->addrs.len[k]);
+      if (!found && !s->removed) slot_remove(s);
+    }
+    for (int k = 0; k < ch->addrs.n; k++) {
+      int have = 0;
+      for (size_t i = 0; i < ch->n_slots; i++)
+        have += !ch->slots[i]->removed &&
+                same_addr(&ch->slots[i]->addr, ch->slots[i]->addr_len,
+                          &ch->addrs.a[k], ch->addrs.len[k]);
+      for (; have < pool; have++)
+        if (!slot_add(ch, &ch->addrs.a[k], ch->addrs.len[k])) break;
+    }
+  }
+  sweep(ch);
+  /* New slots of a channel in use connect at once. */
+  if (ch->active || calls_waiting(ch))
+    for (size_t i = 0; i < ch->n_slots; i++)
+      if (ch->slots[i]->state == MRPC_CHANNEL_IDLE) slot_connect(ch->slots[i]);
+}
+
+/* Leaves IDLE: a lookup if none is known, connections otherwise. */
+static void exit_idle(mrpc_channel *ch) {
+  if (atomic_load(&ch->closing)) return;
+  ch->active = 1;
+  if (ch->addrs_stale || !ch->have_addrs) request_resolve(ch);
+  if (ch->have_addrs) {
+    reconcile(ch);
+    for (size_t i = 0; i < ch->n_slots; i++)
+      if (ch->slots[i]->state == MRPC_CHANNEL_IDLE) slot_connect(ch->slots[i]);
+  }
+  update_state(ch);
+}
+
+/* Whether a slot that is IDLE again (backoff over, connection lost)
+ * reconnects at once: round_robin keeps connections up, pick_first only
+ * when calls wait. */
+static int reconnect_now(const slot *s) {
+  const mrpc_channel *ch = s->ch;
+  if (s->removed || atomic_load(&ch->closing)) return 0;
+  return ch->opts.lb_policy == MRPC_LB_ROUND_ROBIN ? ch->active
+                                                   : calls_waiting(ch);
+}
+
+static void slot_backoff_fired(mrpc__timer *t) {
+  slot *s = (slot *)((char *)t - offsetof(slot, backoff_timer));
+  mrpc_channel *ch = s->ch;
+  if (atomic_load(&ch->closing)) return;
+  s->state = MRPC_CHANNEL_IDLE;
+  if (reconnect_now(s)) slot_connect(s);
+  update_state(ch);
+}
+
+/* Every address of the attempt failed: TRANSIENT_FAILURE until the
+ * attempt's backoff deadline; the backoff grows (connection-backoff.md). */
+static void slot_failed(slot *s) {
+  mrpc_channel *ch = s->ch;
+  s->next_addr = 0;
+  s->state = MRPC_CHANNEL_TRANSIENT_FAILURE;
+  if (atomic_load(&ch->closing)) return;
+  request_resolve(ch); /* the servers may have moved */
+  int64_t now = mrpc__now_ms();
+  int64_t when = s->attempt_deadline_ms > now ? s->attempt_deadline_ms : now;
+  mrpc__timer_start(ch->loop, &s->backoff_timer, when, slot_backoff_fired);
+  s->backoff_ms *= ch->opts.backoff_multiplier;
+  if (s->backoff_ms > (double)ch->opts.backoff_max_ms)
+    s->backoff_ms = (double)ch->opts.backoff_max_ms;
+  update_state(ch);
+}
+
+static int slot_n_addrs(const slot *s) {
+  return s->fixed ? 1 : s->ch->addrs.n;
+}
+
+static void slot_connect_next(slot *s);
+
+/* The slot's connection is gone (closed, or GOAWAY: draining). */
+static void slot_conn_lost(slot *s) {
+  mrpc_channel *ch = s->ch;
+  mrpc__timer_stop(ch->loop, &s->connect_timer);
+  s->conn = NULL;
+  if (s->state == MRPC_CHANNEL_READY) {
+    atomic_fetch_sub(&ch->n_ready, 1);
+    s->state = MRPC_CHANNEL_IDLE;
+    if (atomic_load(&ch->closing)) return;
+    request_resolve(ch);
+    /* The backoff was reset by SETTINGS: at once when wanted. */
+    if (reconnect_now(s)) slot_connect(s);
+    update_state(ch);
+    return;
+  }
+  if (atomic_load(&ch->closing) || s->removed) return;
+  if (s->next_addr < slot_n_addrs(s))
+    slot_connect_next(s);
+  else
+    slot_failed(s);
 }
 
 static void conn_ready(void *owner, mrpc__conn *c) {
-  mrpc_channel *ch = owner;
-  if (c != ch->conn) return;
-  ch->conn_ready = 1;
-  ch->next_addr = 0;
-  ch->backoff_ms = (double)ch->opts.backoff_initial_ms; /* SETTINGS came */
-  mrpc__timer_stop(ch->loop, &ch->connect_timer);
-  set_state(ch, MRPC_CHANNEL_READY);
-  start_list(ch, &ch->pending_head, &ch->pending_tail);
-  start_list(ch, &ch->wfr_head, &ch->wfr_tail);
-}
-
-/* The ready connection is gone (closed, or GOAWAY): IDLE, or a new
- * attempt at once when calls wait (the backoff was reset by SETTINGS). */
-static void ready_conn_lost(mrpc_channel *ch) {
-  if (atomic_load(&ch->closing)) return;
-  if (calls_waiting(ch))
-    start_connecting(ch);
-  else
-    set_state(ch, MRPC_CHANNEL_IDLE);
+  slot *s = owner;
+  mrpc_channel *ch = s->ch;
+  if (c != s->conn || s->state != MRPC_CHANNEL_CONNECTING) return;
+  s->state = MRPC_CHANNEL_READY;
+  s->next_addr = 0;
+  s->backoff_ms = (double)ch->opts.backoff_initial_ms; /* SETTINGS came */
+  mrpc__timer_stop(ch->loop, &s->connect_timer);
+  atomic_fetch_add(&ch->n_ready, 1);
+  update_state(ch);
 }
 
 static void conn_goaway(void *owner, mrpc__conn *c) {
-  mrpc_channel *ch = owner;
+  slot *s = owner;
+  mrpc_channel *ch = s->ch;
   /* A8: the server found our pings too frequent: double the interval. */
   if (mrpc__conn_got_too_many_pings(c) && ch->ka_time_ms &&
       ch->ka_time_ms < INT64_MAX / 4)
     __atomic_store_n(&ch->ka_time_ms, ch->ka_time_ms * 2, __ATOMIC_RELAXED);
-  if (c == ch->conn) {
-    int was_ready = ch->conn_ready;
-    ch->conn = NULL; /* new calls go to a new connection */
-    ch->conn_ready = 0;
-    mrpc__timer_stop(ch->loop, &ch->connect_timer);
-    if (was_ready) {
-      ch->next_addr = 0;
-      ready_conn_lost(ch);
-    } else {
-      attempt_lost(ch);
-    }
-  }
+  if (c == s->conn) slot_conn_lost(s); /* new calls go elsewhere */
 }
 
 static void conn_closed(void *owner, mrpc__conn *c) {
-  mrpc_channel *ch = owner;
+  slot *s = owner;
+  mrpc_channel *ch = s->ch;
   for (size_t i = 0; i < ch->n_conns; i++)
     if (ch->conns[i] == c) {
       ch->conns[i] = ch->conns[--ch->n_conns];
       break;
     }
-  if (c != ch->conn) return;
-  mrpc__timer_stop(ch->loop, &ch->connect_timer);
-  int was_ready = ch->conn_ready;
-  ch->conn = NULL;
-  ch->conn_ready = 0;
-  if (was_ready) {
-    ch->next_addr = 0;
-    ready_conn_lost(ch);
-    return;
+  s->n_conns--;
+  if (c == s->conn) {
+    if (s->state != MRPC_CHANNEL_READY && mrpc__conn_error(c)[0])
+      snprintf(ch->conn_err, sizeof ch->conn_err, /* TLS: say why */
+               "failed to connect to %s: %s", mrpc__conn_peer(c),
+               mrpc__conn_error(c));
+    slot_conn_lost(s);
   }
-  if (mrpc__conn_error(c)[0]) /* TLS: say why */
-    snprintf(ch->conn_err, sizeof ch->conn_err, "failed to connect to %s: %s",
-             mrpc__conn_peer(c), mrpc__conn_error(c));
-  attempt_lost(ch);
+  if (s->removed && !atomic_load(&ch->closing)) {
+    sweep(ch);
+    update_state(ch);
+  }
 }
 
 static const mrpc__conn_owner channel_owner = {NULL, conn_closed, conn_ready,
                                                conn_goaway};
 
 static void connect_timeout(mrpc__timer *t) {
-  mrpc_channel *ch =
-      (mrpc_channel *)((char *)t - offsetof(mrpc_channel, connect_timer));
-  if (ch->conn && !ch->conn_ready) mrpc__conn_close(ch->conn);
+  slot *s = (slot *)((char *)t - offsetof(slot, connect_timer));
+  if (s->conn && s->state != MRPC_CHANNEL_READY) {
+    snprintf(s->ch->conn_err, sizeof s->ch->conn_err,
+             "failed to connect to %s: timed out", mrpc__conn_peer(s->conn));
+    mrpc__conn_close(s->conn);
+  }
 }
 
 /* Uniform in [-1, 1) (xorshift64*; only for jitter). */
@@ -476,33 +824,45 @@ static double rand_unit(mrpc_channel *ch) {
          1.0;
 }
 
-/* Starts a connection to the next address (next_addr 0: resolves and
- * begins an attempt); when no address is left the attempt failed. */
-static void connect_next(mrpc_channel *ch) {
-  if (ch->next_addr == 0) {
-    ch->conn_err[0] = '\0';
-    double b = ch->backoff_ms * (1.0 + ch->opts.backoff_jitter * rand_unit(ch));
-    ch->attempt_deadline_ms = mrpc__now_ms() + (int64_t)b;
-    /* getaddrinfo blocks this loop; issue #7 moves it off the loop. */
-    ch->n_addrs = mrpc__addr_resolve(&ch->target, 0, ch->addrs, ch->addr_lens,
-                                     MAX_ADDRS);
-    if (ch->n_addrs < 0) {
-      ch->n_addrs = 0;
-      connect_failed(ch, "could not resolve target");
-      return;
+/* A new attempt over the slot's addresses (IDLE -> CONNECTING). */
+static void slot_connect(slot *s) {
+  mrpc_channel *ch = s->ch;
+  if (atomic_load(&ch->closing) || s->conn || s->removed ||
+      s->state != MRPC_CHANNEL_IDLE)
+    return;
+  s->state = MRPC_CHANNEL_CONNECTING;
+  s->next_addr = 0;
+  double b = s->backoff_ms * (1.0 + ch->opts.backoff_jitter * rand_unit(ch));
+  s->attempt_deadline_ms = mrpc__now_ms() + (int64_t)b;
+  slot_connect_next(s);
+}
+
+/* Connects to the slot's next address; none left: the attempt failed. */
+static void slot_connect_next(slot *s) {
+  mrpc_channel *ch = s->ch;
+  while (s->next_addr < slot_n_addrs(s)) {
+    int i = s->next_addr++;
+    if (!s->fixed) {
+      memcpy(&s->addr, &ch->addrs.a[i], ch->addrs.len[i]);
+      s->addr_len = ch->addrs.len[i];
     }
-  }
-  while (ch->next_addr < ch->n_addrs) {
-    int i = ch->next_addr++;
-    const struct sockaddr *sa = (const struct sockaddr *)&ch->addrs[i];
+    const struct sockaddr *sa = (const struct sockaddr *)&s->addr;
+    char peer[128];
+    mrpc__addr_format(sa, s->addr_len, peer, sizeof peer);
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                     0);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      snprintf(ch->conn_err, sizeof ch->conn_err,
+               "failed to connect to %s: %s", peer, strerror(errno));
+      continue;
+    }
     if (sa->sa_family != AF_UNIX) {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    if (connect(fd, sa, ch->addr_lens[i]) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, sa, s->addr_len) != 0 && errno != EINPROGRESS) {
+      snprintf(ch->conn_err, sizeof ch->conn_err,
+               "failed to connect to %s: %s", peer, strerror(errno));
       close(fd);
       continue;
     }
@@ -516,8 +876,6 @@ static void connect_next(mrpc_channel *ch) {
       ch->conns = cs;
       ch->cap_conns = cap;
     }
-    char peer[128];
-    mrpc__addr_format(sa, ch->addr_lens[i], peer, sizeof peer);
     mrpc__conn_cfg cfg = {0,
                           0,
                           8192,
@@ -529,19 +887,130 @@ static void connect_next(mrpc_channel *ch) {
                           {ch->ka_time_ms, ch->opts.keepalive_timeout_ms,
                            ch->opts.keepalive_permit_without_calls != 0}};
     mrpc__conn *c;
-    if (mrpc__conn_new(ch->loop, fd, 1, &cfg, peer, &channel_owner, ch, &c) !=
+    if (mrpc__conn_new(ch->loop, fd, 1, &cfg, peer, &channel_owner, s, &c) !=
         0)
       continue;
     ch->conns[ch->n_conns++] = c;
-    ch->conn = c;
-    ch->conn_ready = 0;
+    s->n_conns++;
+    s->conn = c;
     /* TryConnect(max(backoff deadline, now + MIN_CONNECT_TIMEOUT)) */
     int64_t until = mrpc__now_ms() + ch->opts.min_connect_timeout_ms;
-    if (until < ch->attempt_deadline_ms) until = ch->attempt_deadline_ms;
-    mrpc__timer_start(ch->loop, &ch->connect_timer, until, connect_timeout);
+    if (until < s->attempt_deadline_ms) until = s->attempt_deadline_ms;
+    mrpc__timer_start(ch->loop, &s->connect_timer, until, connect_timeout);
     return;
   }
-  connect_failed(ch, NULL);
+  slot_failed(s);
+}
+
+/* ---- calls (loop thread) ---- */
+
+/* Sends call (whose reference the caller hands over) to a READY
+ * connection, or makes it wait, or fails it fast. */
+static void dispatch(mrpc_channel *ch, mrpc_call *call) {
+  if (atomic_load(&ch->closing)) {
+    mrpc__call_complete(call, MRPC_STATUS_CANCELLED, "channel closed");
+    mrpc_call_unref(call);
+    return;
+  }
+  if (atomic_load(&call->done)) {
+    mrpc_call_unref(call);
+    return;
+  }
+  slot *s = pick(ch);
+  if (s) {
+    start_on(ch, s, call);
+    mrpc_call_unref(call);
+    return;
+  }
+  mrpc_channel_state state = get_state(ch);
+  if (state == MRPC_CHANNEL_TRANSIENT_FAILURE && !call->wait_for_ready) {
+    mrpc__call_complete(call, MRPC_STATUS_UNAVAILABLE, conn_error_msg(ch));
+    mrpc_call_unref(call);
+    return;
+  }
+  enqueue(call->wait_for_ready ? &ch->wfr : &ch->pending, call);
+  if (state == MRPC_CHANNEL_IDLE) exit_idle(ch);
+}
+
+static const mrpc_retry_policy *find_policy(const mrpc_channel *ch,
+                                            const char *path) {
+  const policy_entry *best = NULL;
+  int best_rank = -1;
+  for (size_t i = 0; i < ch->n_policies; i++) {
+    const policy_entry *e = &ch->policies[i];
+    int rank;
+    if (!e->name)
+      rank = 0;
+    else if (e->name[e->name_len - 1] == '/' &&
+             strncmp(path, e->name, e->name_len) == 0 &&
+             !strchr(path + e->name_len, '/'))
+      rank = 1;
+    else if (strcmp(path, e->name) == 0)
+      rank = 2;
+    else
+      continue;
+    if (rank > best_rank) {
+      best = e;
+      best_rank = rank;
+    }
+  }
+  return best ? &best->p : NULL;
+}
+
+int64_t mrpc__channel_retry_delay(mrpc_call *call, mrpc_status_code code,
+                                  int transparent) {
+  mrpc_channel *ch = call->channel;
+  if (!ch || atomic_load(&ch->closing) || call->committed ||
+      atomic_load(&call->done))
+    return -1;
+  /* A6: what the server never saw is tried again at once. */
+  if (transparent == 1 && call->transparent_tries < MAX_TRANSPARENT) {
+    call->transparent_tries++;
+    return 0;
+  }
+  if (transparent == 2 && !call->refused_retried) {
+    call->refused_retried = 1;
+    return 0;
+  }
+  const mrpc_retry_policy *p = find_policy(ch, call->method->path);
+  if (!p || code <= 0 || code > 16 ||
+      !(p->retryable_codes & MRPC_RETRY_ON(code)))
+    return -1;
+  int max = p->max_attempts < MAX_RETRY_ATTEMPTS ? p->max_attempts
+                                                 : MAX_RETRY_ATTEMPTS;
+  if (call->attempts >= max || call->pushback_ms == -2) return -1;
+  int64_t d;
+  if (call->pushback_ms >= 0) {
+    d = call->pushback_ms;
+  } else {
+    double b = (double)p->initial_backoff_ms;
+    for (int i = 1; i < call->attempts; i++) b *= p->backoff_multiplier;
+    if (b > (double)p->max_backoff_ms) b = (double)p->max_backoff_ms;
+    d = (int64_t)(b * (rand_unit(ch) + 1.0) / 2.0);
+  }
+  /* A retry that could not start before the deadline: this status is
+   * more telling than DEADLINE_EXCEEDED. */
+  if (call->deadline_ms != INT64_MAX &&
+      mrpc__now_ms() + d >= call->deadline_ms)
+    return -1;
+  call->attempts++;
+  return d;
+}
+
+static void retry_fired(mrpc__timer *t) {
+  mrpc_call *call =
+      (mrpc_call *)((char *)t - offsetof(mrpc_call, retry_timer));
+  dequeue(call);
+  dispatch(call->channel, call);
+}
+
+void mrpc__channel_retry(mrpc_call *call, int64_t delay_ms) {
+  mrpc_channel *ch = call->channel;
+  mrpc__call_rewind(call);
+  enqueue(&ch->retrying, mrpc_call_ref(call));
+  /* Never at once: this runs inside the old connection's callbacks. */
+  mrpc__timer_start(ch->loop, &call->retry_timer, mrpc__now_ms() + delay_ms,
+                    retry_fired);
 }
 
 /* get_state(try_to_connect) on an IDLE channel. */
@@ -549,7 +1018,7 @@ static void connect_fn(mrpc__task *t, int cancelled) {
   mrpc_channel *ch = *(mrpc_channel **)(t + 1);
   mrpc__free(ch->alloc, t);
   if (cancelled) return;
-  if (get_state(ch) == MRPC_CHANNEL_IDLE) start_connecting(ch);
+  if (get_state(ch) == MRPC_CHANNEL_IDLE) exit_idle(ch);
 }
 
 mrpc_channel_state mrpc_channel_get_state(mrpc_channel *ch,
@@ -565,6 +1034,10 @@ mrpc_channel_state mrpc_channel_get_state(mrpc_channel *ch,
     }
   }
   return s;
+}
+
+size_t mrpc_channel_ready_count(mrpc_channel *ch) {
+  return ch ? atomic_load(&ch->n_ready) : 0;
 }
 
 int mrpc_channel_wait_for_state_change(mrpc_channel *ch,
@@ -599,14 +1072,12 @@ typedef struct start_task {
   mrpc__task task;
   mrpc_channel *ch;
   mrpc_call *call;
-  int wait_for_ready;
 } start_task;
 
 static void start_fn(mrpc__task *t, int cancelled) {
   start_task *st = (start_task *)t;
   mrpc_channel *ch = st->ch;
   mrpc_call *call = st->call;
-  int wfr = st->wait_for_ready;
   mrpc__free(ch->alloc, st);
   if (cancelled || atomic_load(&ch->closing)) {
     mrpc__call_complete(call, MRPC_STATUS_CANCELLED, "channel closed");
@@ -618,28 +1089,8 @@ static void start_fn(mrpc__task *t, int cancelled) {
     mrpc_call_unref(call);
     return;
   }
-  if (atomic_load(&call->done)) {
-    mrpc_call_unref(call);
-    return;
-  }
-  mrpc__call_arm_deadline(call);
-  if (ch->conn && ch->conn_ready) {
-    start_on(ch, call);
-    mrpc_call_unref(call);
-    return;
-  }
-  mrpc_channel_state state = get_state(ch);
-  if (state == MRPC_CHANNEL_TRANSIENT_FAILURE && !wfr) { /* fail fast */
-    mrpc__call_complete(call, MRPC_STATUS_UNAVAILABLE, conn_error_msg(ch));
-    mrpc_call_unref(call);
-    return;
-  }
-  /* Wait for the connection; the list keeps the task's reference. */
-  if (wfr)
-    queue_call(&ch->wfr_head, &ch->wfr_tail, call);
-  else
-    queue_call(&ch->pending_head, &ch->pending_tail, call);
-  if (state == MRPC_CHANNEL_IDLE) start_connecting(ch);
+  if (!atomic_load(&call->done)) mrpc__call_arm_deadline(call);
+  dispatch(ch, call);
 }
 
 static int start_call(mrpc_channel *ch, const mrpc_method *m,
@@ -666,6 +1117,8 @@ static int start_call(mrpc_channel *ch, const mrpc_method *m,
   call->take_messages = take_messages;
   if (ops) call->ops = *ops;
   call->ctx = ctx;
+  call->wait_for_ready = co.wait_for_ready;
+  call->replay_limit = ch->opts.retry_buffer_size;
   if (co.timeout_ms > 0) call->deadline_ms = mrpc__now_ms() + co.timeout_ms;
   if (co.compression < 0 || co.compression > MRPC_CALL_COMPRESS(MRPC_COMPRESS_GZIP) ||
       (unsigned)ch->opts.compression > MRPC_COMPRESS_GZIP) {
@@ -705,7 +1158,6 @@ static int start_call(mrpc_channel *ch, const mrpc_method *m,
   }
   st->ch = ch;
   st->call = mrpc_call_ref(call); /* the task's */
-  st->wait_for_ready = co.wait_for_ready;
   st->task.fn = start_fn;
   *out = call;
   mrpc__loop_post(ch->loop, &st->task);
@@ -773,13 +1225,25 @@ int mrpc_channel_unary(mrpc_channel *ch, const mrpc_method *m,
 
 /* ---- teardown ---- */
 
+/* Ends what waits, stops the timers and closes every connection (loop
+ * thread, or after the loop stopped). */
+static void shut(mrpc_channel *ch) {
+  fail_all(ch, MRPC_STATUS_CANCELLED, "channel closed");
+  mrpc__resolver_del(ch->resolver);
+  ch->resolver = NULL;
+  mrpc__timer_stop(ch->loop, &ch->resolve_timer);
+  mrpc__timer_stop(ch->loop, &ch->res_backoff_timer);
+  for (size_t i = 0; i < ch->n_slots; i++) {
+    mrpc__timer_stop(ch->loop, &ch->slots[i]->connect_timer);
+    mrpc__timer_stop(ch->loop, &ch->slots[i]->backoff_timer);
+  }
+  while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
+}
+
 static void close_fn(mrpc__task *t, int cancelled) {
   (void)cancelled;
   mrpc_channel *ch = *(mrpc_channel **)(t + 1);
-  fail_pending(ch, MRPC_STATUS_CANCELLED, "channel closed");
-  mrpc__timer_stop(ch->loop, &ch->connect_timer);
-  mrpc__timer_stop(ch->loop, &ch->backoff_timer);
-  while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
+  shut(ch);
   mrpc__loop_stop(ch->loop);
   mrpc__free(ch->alloc, t);
 }
@@ -801,17 +1265,17 @@ void mrpc_channel_del(mrpc_channel *ch) {
   }
   pthread_join(ch->thread, NULL);
   /* Whatever the loop did not get to, finish here: it is stopped. */
-  fail_pending(ch, MRPC_STATUS_CANCELLED, "channel closed");
-  mrpc__timer_stop(ch->loop, &ch->connect_timer);
-  mrpc__timer_stop(ch->loop, &ch->backoff_timer);
-  while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
+  shut(ch);
   mrpc__loop_del(ch->loop);
   pthread_mutex_lock(&ch->state_mu);
   while (ch->n_waiters) pthread_cond_wait(&ch->state_cv, &ch->state_mu);
   pthread_mutex_unlock(&ch->state_mu);
   pthread_cond_destroy(&ch->state_cv);
   pthread_mutex_destroy(&ch->state_mu);
+  for (size_t i = 0; i < ch->n_slots; i++) mrpc__free(ch->alloc, ch->slots[i]);
+  mrpc__free(ch->alloc, ch->slots);
   mrpc__free(ch->alloc, ch->conns);
+  free_policies(ch->alloc, ch->policies, ch->n_policies);
   for (size_t i = 0; i < ch->n_ic_old; i++) mrpc__free(ch->alloc, ch->ic_old[i]);
   mrpc__free(ch->alloc, ch->ic_old);
   mrpc__free(ch->alloc, ch->ics);

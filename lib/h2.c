@@ -172,6 +172,11 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f,
     /* A8: the ping strikes reset when the server sends HEADERS or DATA. */
     c->last_ping_ms = PING_NEVER;
     c->ping_strikes = 0;
+    if (f->hd.type == NGHTTP2_HEADERS && !c->cfg.is_server) {
+      /* The request has left: no transparent retry after this (A6). */
+      mrpc_call *call = stream_call(s, f->hd.stream_id);
+      if (call) atomic_store(&call->headers_sent, 1);
+    }
     if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
       mrpc_call *call = stream_call(s, f->hd.stream_id);
       if (call) mrpc__call_on_end_sent(call);

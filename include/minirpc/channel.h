@@ -9,11 +9,51 @@
 extern "C" {
 #endif
 
-/* A channel to one target.  It owns an I/O thread, connects lazily on the
- * first call, reconnects after a failure with exponential backoff (see
- * mrpc_channel_state and mrpc_channel_opts), and multiplexes many calls on
- * a connection.  Every function here is thread-safe except mrpc_channel_del. */
+/* A channel to one target (one name that may stand for several servers).
+ * It owns an I/O thread, resolves the target off that thread, connects
+ * lazily on the first call, spreads calls over its connections as its load
+ * balancing policy says, reconnects after a failure with exponential
+ * backoff, retries calls as gRPC does (see mrpc_channel_opts), and
+ * multiplexes many calls on each connection.  docs/deployment.md, "Client-
+ * side load balancing", has the whole picture.  Every function here is
+ * thread-safe except mrpc_channel_del. */
 typedef struct mrpc_channel mrpc_channel;
+
+/* Load balancing (gRPC load-balancing.md). */
+typedef enum mrpc_lb_policy {
+  /* The default.  Connects to the resolved addresses in order until one
+   * works and sends every call there (with pool_size > 1, pool_size
+   * connections, each to the first address that works).  When that
+   * connection is lost the channel goes IDLE and starts over on the
+   * next call. */
+  MRPC_LB_PICK_FIRST = 0,
+  /* A connection to every address (pool_size to each), each reconnecting
+   * on its own with backoff; calls go to the READY ones in turn. */
+  MRPC_LB_ROUND_ROBIN = 1,
+} mrpc_lb_policy;
+
+/* A retry policy (gRPC A6), for the calls its name matches: a call whose
+ * attempt ends with a status in retryable_codes before any response
+ * headers came is tried again after a random wait in
+ * [0, min(initial_backoff_ms * backoff_multiplier^(n-1), max_backoff_ms)),
+ * at most max_attempts attempts in all, never past the call's deadline
+ * (the last attempt's status is the call's).  A server's
+ * grpc-retry-pushback-ms trailer replaces the wait; a malformed or
+ * negative one stops the retries.  Requests sent are kept for a replay
+ * until the call commits (response headers arrive, or more than
+ * retry_buffer_size bytes were sent: then no more retries). */
+typedef struct mrpc_retry_policy {
+  /* "/pkg.Service/Method", "/pkg.Service/" (every method of the service)
+   * or NULL (every method).  The most specific entry wins. */
+  const char *name;
+  int max_attempts;           /* 2 or more; above 5 counts as 5 */
+  int64_t initial_backoff_ms; /* > 0 */
+  int64_t max_backoff_ms;     /* > 0 */
+  double backoff_multiplier;  /* > 0 */
+  uint32_t retryable_codes;   /* MRPC_RETRY_ON(code) | ...; not 0 */
+} mrpc_retry_policy;
+
+#define MRPC_RETRY_ON(code) (1u << (unsigned)(code))
 
 typedef struct mrpc_channel_opts {
   size_t size; /* sizeof(mrpc_channel_opts) */
@@ -65,6 +105,28 @@ typedef struct mrpc_channel_opts {
   double backoff_jitter;
   int64_t backoff_max_ms;
   int64_t min_connect_timeout_ms;
+  /* Load balancing over the resolved addresses; see mrpc_lb_policy. */
+  mrpc_lb_policy lb_policy;
+  /* Connections per address (round_robin) or in all (pick_first), for
+   * clients that need more streams than one connection's
+   * MAX_CONCURRENT_STREAMS or more than one connection's throughput;
+   * calls go to the READY ones in turn.  0 = 1; at most 64. */
+  int pool_size;
+  /* DNS targets: the name is resolved again this often while the channel
+   * is not IDLE, and after a connection fails or is lost, but not more
+   * often than this (the first resolution is at once).  0 = 30000;
+   * < 0: only when the channel leaves IDLE. */
+  int64_t resolve_interval_ms;
+  /* Retry policies (copied; see mrpc_retry_policy); NULL/0 = none.
+   * Transparent retries need none: a call whose request never left the
+   * client, or that the server refused unprocessed (REFUSED_STREAM, or a
+   * stream above a GOAWAY's last stream id), is tried again at once (the
+   * refused kind once).  Invalid entries: MRPC_ERR_INVAL from
+   * mrpc_channel_new. */
+  const mrpc_retry_policy *retry_policies;
+  size_t n_retry_policies;
+  /* Request bytes kept per call for a replay; 0 = 256 KiB. */
+  size_t retry_buffer_size;
 } mrpc_channel_opts;
 
 MRPC_EXTERN void mrpc_channel_opts_init(mrpc_channel_opts *o);
@@ -87,8 +149,9 @@ typedef struct mrpc_call_opts {
    * waiting for a connection ends so when that attempt fails.  1: the call
    * waits through failures and backoff until a connection is READY, its
    * deadline passes (DEADLINE_EXCEEDED), it is cancelled or the channel is
-   * deleted (CANCELLED).  A call already on a connection is not retried
-   * either way: losing that connection ends it with UNAVAILABLE. */
+   * deleted (CANCELLED).  A call already on a connection is retried only
+   * as mrpc_channel_opts says (transparent retries and retry policies);
+   * otherwise losing that connection ends it with UNAVAILABLE. */
   int wait_for_ready;
 } mrpc_call_opts;
 
@@ -128,6 +191,10 @@ MRPC_EXTERN const char *mrpc_channel_state_name(mrpc_channel_state s);
 MRPC_EXTERN mrpc_channel_state mrpc_channel_get_state(mrpc_channel *ch,
                                                       int try_to_connect);
 
+/* The number of READY connections the channel has (for pick_first 1 or
+ * pool_size when connected).  Thread-safe; never blocks.  ch NULL: 0. */
+MRPC_EXTERN size_t mrpc_channel_ready_count(mrpc_channel *ch);
+
 /* Blocks until the channel's state is other than last_seen (returns 1 at
  * once if it already is) or timeout_ms passes (returns 0).  timeout_ms < 0
  * waits without limit.  Changes in between are not queued: a state left
@@ -141,9 +208,17 @@ MRPC_EXTERN int mrpc_channel_wait_for_state_change(mrpc_channel *ch,
                                                    mrpc_channel_state last_seen,
                                                    int64_t timeout_ms);
 
-/* Creates a channel to target: "host:port", "[v6]:port" or "unix:/path".
- * Nothing is connected yet.  Returns 0 and *out, or MRPC_ERR_ADDR (target
- * can not be parsed), MRPC_ERR_INVAL, MRPC_ERR_NOMEM, MRPC_ERR_IO (thread). */
+/* Creates a channel to target (gRPC naming.md):
+ *   "host:port", "dns:///host:port", "dns:host[:port]" (port 443 if none)
+ *       every A/AAAA address getaddrinfo gives (IPv4 first), resolved on a
+ *       thread of the channel's, again as resolve_interval_ms says;
+ *   "[v6]:port", "1.2.3.4:port" the same, without a DNS lookup;
+ *   "ipv4:1.2.3.4:80,5.6.7.8:80", "ipv6:[::1]:80,[::2]:80" these addresses;
+ *   "unix:/path", "unix:///path" a Unix socket.
+ * The default :authority is "host:port" (for ipv4:/ipv6: lists the first
+ * address; "localhost" for unix:).  Nothing is connected or resolved yet.
+ * Returns 0 and *out, or MRPC_ERR_ADDR (target can not be parsed),
+ * MRPC_ERR_INVAL (bad options), MRPC_ERR_NOMEM, MRPC_ERR_IO (thread). */
 MRPC_EXTERN int mrpc_channel_new(const char *target,
                                  const mrpc_channel_opts *opts,
                                  mrpc_channel **out);
