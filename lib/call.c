@@ -524,11 +524,15 @@ void mrpc__call_on_remote_end(mrpc_call *call) {
   if (atomic_load(&call->done)) return;
   /* Trailers-only with a status the retry policy names: the next attempt
    * starts once this stream is closed (it is unlinked then). */
+  mrpc_status_code code = !call->have_grpc_status ? MRPC_STATUS_OK
+                          : call->grpc_status >= 0 && call->grpc_status <= 16
+                              ? (mrpc_status_code)call->grpc_status
+                              : MRPC_STATUS_UNKNOWN;
+  if (!call->have_grpc_status && call->http_status != 200) /* a proxy's */
+    code = mrpc__status_from_http(call->http_status);
   if (!call->committed && call->rx_error == MRPC_STATUS_OK &&
-      call->have_grpc_status && call->grpc_status > 0 &&
-      call->grpc_status <= 16) {
-    int64_t d = mrpc__channel_retry_delay(
-        call, (mrpc_status_code)call->grpc_status, 0);
+      code != MRPC_STATUS_OK) {
+    int64_t d = mrpc__channel_retry_delay(call, code, 0);
     if (d >= 0) {
       call->retry_pending = 1;
       call->retry_delay_ms = d;

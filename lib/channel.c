@@ -94,6 +94,7 @@ struct mrpc_channel {
   slot **slots;
   size_t n_slots, cap_slots, rr_next;
   int active; /* left IDLE: round_robin keeps every slot connecting */
+  int reconciling;
   atomic_size_t n_ready;
   waitq pending, wfr, retrying;
   uint64_t rng;
@@ -637,18 +638,28 @@ static slot *slot_add(mrpc_channel *ch, const struct sockaddr_storage *a,
 /* No new calls; the connection ends once its calls have (GOAWAY from our
  * side), and the slot with it. */
 static void slot_remove(slot *s) {
+  mrpc_channel *ch = s->ch;
   s->removed = 1;
-  mrpc__timer_stop(s->ch->loop, &s->backoff_timer);
-  if (s->conn && s->state == MRPC_CHANNEL_READY)
-    mrpc__conn_shutdown(s->conn);
-  else if (s->conn)
-    mrpc__conn_close(s->conn);
+  mrpc__timer_stop(ch->loop, &s->backoff_timer);
+  mrpc__timer_stop(ch->loop, &s->connect_timer);
+  mrpc__conn *c = s->conn;
+  int ready = s->state == MRPC_CHANNEL_READY;
+  s->conn = NULL;
+  s->state = MRPC_CHANNEL_IDLE;
+  if (!c) return;
+  if (ready) {
+    atomic_fetch_sub(&ch->n_ready, 1);
+    mrpc__conn_shutdown(c);
+  } else {
+    mrpc__conn_close(c);
+  }
 }
 
 /* Makes the slots match the addresses: pick_first has pool_size slots
  * that try every address; round_robin pool_size per address. */
 static void reconcile(mrpc_channel *ch) {
   int pool = ch->opts.pool_size;
+  ch->reconciling = 1; /* closing connections must not sweep under us */
   if (ch->opts.lb_policy == MRPC_LB_PICK_FIRST) {
     int have = 0;
     for (size_t i = 0; i < ch->n_slots; i++) have += !ch->slots[i]->removed;
@@ -673,6 +684,7 @@ static void reconcile(mrpc_channel *ch) {
         if (!slot_add(ch, &ch->addrs.a[k], ch->addrs.len[k])) break;
     }
   }
+  ch->reconciling = 0;
   sweep(ch);
   /* New slots of a channel in use connect at once. */
   if (ch->active || calls_waiting(ch))
@@ -795,7 +807,7 @@ static void conn_closed(void *owner, mrpc__conn *c) {
                mrpc__conn_error(c));
     slot_conn_lost(s);
   }
-  if (s->removed && !atomic_load(&ch->closing)) {
+  if (s->removed && !atomic_load(&ch->closing) && !ch->reconciling) {
     sweep(ch);
     update_state(ch);
   }

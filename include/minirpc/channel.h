@@ -160,7 +160,7 @@ typedef struct mrpc_call_opts {
 MRPC_EXTERN void mrpc_call_opts_init(mrpc_call_opts *o);
 
 /* Connectivity state of a channel (gRPC connectivity-semantics-and-api.md;
- * docs/design.md, "Channel states"):
+ * docs/design.md, "Channels"):
  *   IDLE              no connection and none being made: the state of a new
  *                     channel, after a ready connection closes or sends
  *                     GOAWAY, and after a backoff with no call waiting.
