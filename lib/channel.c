@@ -801,10 +801,10 @@ static void conn_closed(void *owner, mrpc__conn *c) {
     }
   s->n_conns--;
   if (c == s->conn) {
-    if (s->state != MRPC_CHANNEL_READY && mrpc__conn_error(c)[0])
-      snprintf(ch->conn_err, sizeof ch->conn_err, /* TLS: say why */
-               "failed to connect to %s: %s", mrpc__conn_peer(c),
-               mrpc__conn_error(c));
+    if (s->state != MRPC_CHANNEL_READY)
+      snprintf(ch->conn_err, sizeof ch->conn_err, "failed to connect to %s%s%s",
+               mrpc__conn_peer(c), mrpc__conn_error(c)[0] ? ": " : "",
+               mrpc__conn_error(c)); /* TLS: say why */
     slot_conn_lost(s);
   }
   if (s->removed && !atomic_load(&ch->closing) && !ch->reconciling) {

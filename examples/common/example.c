@@ -241,7 +241,12 @@ const char ex_client_usage[] =
     "  --tls-key FILE         and its private key (PEM, unencrypted)\n"
     "  --authority NAME       the server name: checked against the server's\n"
     "                         certificate and sent as SNI and :authority\n"
-    "                         (e.g. foo.test.google.fr)\n";
+    "                         (e.g. foo.test.google.fr)\n"
+    "  --lb POLICY            pick_first (default) or round_robin over the\n"
+    "                         target's addresses (e.g. --target\n"
+    "                         ipv4:127.0.0.1:50051,127.0.0.1:50052)\n"
+    "  --pool N               N connections (per address for round_robin):\n"
+    "                         the tutorial's ClientPool, in the channel\n";
 
 void ex_client_init(ex_client *c, const char *prog,
                     const char *default_target) {
@@ -264,6 +269,10 @@ bool ex_client_flag(ex_client *c, int argc, char **argv, int *i) {
     c->tls_key = v, c->tls = true;
   else if ((v = ex_flag_value(argc, argv, i, "--authority")))
     c->authority = v;
+  else if ((v = ex_flag_value(argc, argv, i, "--lb")))
+    c->lb = v;
+  else if ((v = ex_flag_value(argc, argv, i, "--pool")))
+    c->pool = v;
   else
     return false;
   return true;
@@ -280,6 +289,21 @@ int ex_channel_new(const ex_client *c, mrpc_channel_opts *opts,
   if (!opts) {
     mrpc_channel_opts_init(&defaults);
     opts = &defaults;
+  }
+  if (c->lb && strcmp(c->lb, "pick_first") && strcmp(c->lb, "round_robin")) {
+    fprintf(stderr, "%s: --lb is pick_first or round_robin\n", c->prog);
+    return 2;
+  }
+  if (c->lb && !strcmp(c->lb, "round_robin"))
+    opts->lb_policy = MRPC_LB_ROUND_ROBIN;
+  if (c->pool) {
+    char *end;
+    long n = strtol(c->pool, &end, 10);
+    if (*end || n < 1 || n > 64) {
+      fprintf(stderr, "%s: --pool is 1 to 64\n", c->prog);
+      return 2;
+    }
+    opts->pool_size = (int)n;
   }
   mrpc_tls_creds *creds = NULL;
   if (c->tls) {

@@ -6,8 +6,8 @@
  *              mutual TLS), the health service (on unless --no-health) and
  *              server reflection with the app's descriptor (on unless
  *              --no-reflection); SIGINT / SIGTERM waited for with sigwait
- *   clients    --target, TLS (--tls, --tls-ca, --tls-cert, --tls-key) and
- *              --authority
+ *   clients    --target, TLS (--tls, --tls-ca, --tls-cert, --tls-key),
+ *              --authority, --lb and --pool
  *
  * A server:
  *
@@ -123,6 +123,8 @@ typedef struct ex_client {
   const char *authority; /* --authority NAME: the name the server's
                             certificate must carry, sent as SNI and
                             :authority (plaintext: :authority only) */
+  const char *lb;        /* --lb pick_first|round_robin */
+  const char *pool;      /* --pool N: connections (mrpc_channel_opts) */
 } ex_client;
 
 /* The usage lines of the flags ex_client_flag takes. */

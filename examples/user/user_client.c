@@ -343,6 +343,22 @@ static bool chat_with_users(void) {
   return ok;
 }
 
+/* The tutorial's checkConnection: the channel's state, and its changes
+ * until it is READY or 5 s have passed (stderr, as the call log). */
+static void check_connection(mrpc_channel *ch) {
+  mrpc_channel_state st = mrpc_channel_get_state(ch, 1); /* connect now */
+  fprintf(stderr, "connection: %s", mrpc_channel_state_name(st));
+  for (int i = 0; i < 8 && st != MRPC_CHANNEL_READY; i++) {
+    if (mrpc_channel_wait_for_state_change(ch, st, 5000) != 1) {
+      fprintf(stderr, " (no change within 5 s)");
+      break;
+    }
+    st = mrpc_channel_get_state(ch, 0);
+    fprintf(stderr, " -> %s", mrpc_channel_state_name(st));
+  }
+  fprintf(stderr, "\n");
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static void usage(FILE *f) {
@@ -435,6 +451,8 @@ int main(int argc, char **argv) {
     mrpc_ic_bearer_del(bearer);
     return 1;
   }
+
+  if (!quiet) check_connection(g_ch);
 
   int failed = 0;
   int32_t id = 1, total = -1;
