@@ -696,6 +696,9 @@ static void reconcile(mrpc_channel *ch) {
 static void exit_idle(mrpc_channel *ch) {
   if (atomic_load(&ch->closing)) return;
   ch->active = 1;
+  /* Without periodic lookups, every exit from IDLE looks again. */
+  if (ch->opts.resolve_interval_ms < 0 && ch->target.dns && ch->have_addrs)
+    ch->addrs_stale = 1;
   if (ch->addrs_stale || !ch->have_addrs) request_resolve(ch);
   if (ch->have_addrs) {
     reconcile(ch);

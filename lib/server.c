@@ -471,10 +471,9 @@ void mrpc__server_dispatch(mrpc_call *call) {
     mrpc__call_fail(call, MRPC_STATUS_INTERNAL, "invalid request metadata");
     return;
   }
-  if (sl->shutting_down) {
-    mrpc__call_fail(call, MRPC_STATUS_UNAVAILABLE, "server is shutting down");
-    return;
-  }
+  /* While shutting down, a stream that nghttp2 still lets in came before
+   * our final GOAWAY, whose last-stream-id promises it is processed: it
+   * is served (within the grace).  Later ones never get here. */
   call->method = e->m;
   if (s->opts.compression)
     mrpc_call_set_compression(call, s->opts.compression);
