@@ -50,6 +50,8 @@ GEN_OBJS := $(GEN_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
 UNIT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/test_*.c)))
 E2E_TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/e2e_*.c)))
 PROGRAMS   := $(BUILD)/bin/interop_server $(BUILD)/bin/interop_client
+# Clients of tests/retry/run.sh and tests/lb/run.sh (via $(BUILD)/tests/%).
+TEST_CLIENTS := $(BUILD)/tests/retry/retry_client $(BUILD)/tests/lb/lb_client
 
 .PHONY: all lib programs tests test test-plain test-asan test-tsan demo install \
         uninstall clean
@@ -84,7 +86,7 @@ all: lib programs tests
 
 lib: $(STATIC) $(SHARED) $(BUILD)/minirpc.pc
 programs: $(PROGRAMS)
-tests: $(UNIT_TESTS) $(E2E_TESTS)
+tests: $(UNIT_TESTS) $(E2E_TESTS) $(TEST_CLIENTS)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lib/*.h) | $(GEN_C)
 	@mkdir -p $(dir $@)

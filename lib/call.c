@@ -582,8 +582,8 @@ void mrpc__call_on_stream_close(mrpc_call *call, uint32_t h2_error,
     }
     mrpc__call_complete(call, MRPC_STATUS_UNAVAILABLE,
                         call->got_headers ? "connection lost"
-                                          : "failed to connect or connection "
-                                            "lost before a response");
+                                          : "connection lost before a "
+                                            "response");
     return;
   }
   mrpc_status_code code = mrpc__status_from_rst(h2_error);
