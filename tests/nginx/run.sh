@@ -7,11 +7,14 @@
 #   tests/nginx/run.sh BUILD_DIR        (e.g. build, build-asan)
 #
 # Started on free 127.0.0.1 ports, and nowhere else: BACKENDS
-# BUILD_DIR/bin/interop_server, one BUILD_DIR/bin/user_server, and nginx in
-# the foreground (-g 'daemon off;') with a configuration generated into this
-# run's directory, which also holds its pid file, logs and temp paths.
-# Routing by gRPC path: /user.UserService/ to the user_server, everything
-# else round-robin over the interop servers (upstream keepalive on).
+# BUILD_DIR/bin/interop_server, TLS_BACKENDS more with TLS, one
+# BUILD_DIR/bin/user_server, and nginx in the foreground (-g 'daemon off;')
+# with a configuration generated into this run's directory, which also
+# holds its pid file, logs, temp paths and test certificates
+# (tests/tls/make-certs.sh).  On nginx's h2c port, routing by gRPC path:
+# /user.UserService/ to the user_server, everything else round-robin over
+# the interop servers (upstream keepalive on).  On its TLS port (ALPN h2,
+# the test certificate): everything over grpcs:// to the TLS servers.
 #
 # Cases ("PASS nginx <case>" / "FAIL nginx <case>: why"; exit status
 # non-zero if any failed):
@@ -21,9 +24,12 @@
 #                     and the four compression cases
 #   interop all-on-one-channel  every case again, in one client run, on one
 #                     connection to nginx
+#   tls NAME, tls all-on-one-channel  the same over TLS to nginx, which
+#                     passes the calls on over TLS (grpc_pass grpcs://,
+#                     verifying the backends' certificate)
 #   spread            nginx's access log ($upstream_addr): every interop
-#                     backend served calls, so the calls were balanced (the
-#                     counts follow on a "note:" line)
+#                     backend, TLS ones too, served calls, so the calls were
+#                     balanced (the counts follow on a "note:" line)
 #   example user      user_client's six steps (unary, both streaming
 #                     directions, bidirectional) through nginx
 #   limit NAME        what a client sees at nginx's limits, with timeouts
@@ -51,6 +57,7 @@ if [[ $# -ne 1 ]]; then
     echo "usage: $0 BUILD_DIR" >&2
     exit 2
 fi
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 mkdir -p "$1"
 BUILD_DIR=$(cd "$1" && pwd)
 BIN=$BUILD_DIR/bin
@@ -69,6 +76,8 @@ CASES=(empty_unary large_unary client_streaming server_streaming ping_pong
        client_compressed_unary server_compressed_unary
        client_compressed_streaming server_compressed_streaming)
 BACKENDS=3
+TLS_BACKENDS=2
+AUTHORITY=foo.test.google.fr  # a name in the test server certificate
 LIFETIME=600        # s; upper bound for every process, even if we are killed
 KILL_AFTER=15       # s from SIGTERM to SIGKILL (timeout(1) sends it)
 STARTUP_TIMEOUT=20  # s for a server or nginx to listen
@@ -236,21 +245,41 @@ for ((b = 1; b <= BACKENDS; b++)); do
         backend_pids+=("$server_pid")
     fi
 done
+certs=$RUN/certs
+if ! timeout 60 "$ROOT/tests/tls/make-certs.sh" "$certs" \
+        >"$RUN/certs.log" 2>&1; then
+    fail setup "tests/tls/make-certs.sh failed"
+    show make-certs "$RUN/certs.log"
+    exit 1
+fi
+tls_ports=()
+tls_pids=()
+for ((b = 1; b <= TLS_BACKENDS; b++)); do
+    if start_server "interop-tls-$b" "$RUN/interop-tls-$b.log" \
+            's/^listening on ([0-9]+)$/\1/p' \
+            "$BIN/interop_server" --host=127.0.0.1 --port=0 --use_tls=true \
+            --tls_cert_file="$certs/server1.pem" \
+            --tls_key_file="$certs/server1.key"; then
+        tls_ports+=("$server_port")
+        tls_pids+=("$server_pid")
+    fi
+done
 user_port=
 if start_server user "$RUN/user.log" \
         's/^user_server: listening on 127\.0\.0\.1:([0-9]+).*/\1/p' \
         "$BIN/user_server" --listen 127.0.0.1:0; then
     user_port=$server_port user_pid=$server_pid
 fi
-if [[ ${#backend_ports[@]} -ne $BACKENDS || -z $user_port ]]; then
+if [[ ${#backend_ports[@]} -ne $BACKENDS ||
+      ${#tls_ports[@]} -ne $TLS_BACKENDS || -z $user_port ]]; then
     echo "nginx ($BUILD_DIR): the backends did not start"
     exit 1
 fi
 
 # ---- nginx ----------------------------------------------------------------------
 # write_conf: the configuration, nginx listening on 127.0.0.1 at
-# nginx_port (the tested setup), short_port (the same with 1 s timeouts) and
-# down_port (an upstream with no live server).
+# nginx_port (the tested setup), tls_port (the same over TLS), short_port
+# (1 s timeouts) and down_port (an upstream with no live server).
 write_conf() {
     local p
     {
@@ -289,6 +318,14 @@ EOF
         cat <<EOF
         keepalive 16;  # reuse connections to the backends
     }
+    upstream interop_tls {
+EOF
+        for p in "${tls_ports[@]}"; do
+            echo "        server 127.0.0.1:$p;"
+        done
+        cat <<EOF
+        keepalive 16;
+    }
     upstream users {
         server 127.0.0.1:$user_port;
         keepalive 4;
@@ -305,6 +342,21 @@ EOF
         }
         location / {
             grpc_pass grpc://interop;
+        }
+    }
+
+    # TLS on both legs: nginx terminates the client's TLS (ALPN h2) and
+    # opens its own to the backends, checking their certificate.
+    server {
+        listen 127.0.0.1:$tls_port ssl http2;
+        ssl_certificate $certs/server1.pem;
+        ssl_certificate_key $certs/server1.key;
+        location / {
+            grpc_pass grpcs://interop_tls;
+            grpc_ssl_trusted_certificate $certs/ca.pem;
+            grpc_ssl_verify on;
+            grpc_ssl_name $AUTHORITY;
+            grpc_ssl_server_name on;  # SNI
         }
     }
 
@@ -337,8 +389,8 @@ EOF
 start_nginx() {
     local ports args=(-e "$RUN/error.log" -p "$RUN/" -c "$RUN/nginx.conf")
     for _ in 1 2 3; do
-        ports=$(free_ports 3) || break
-        read -r -d '' nginx_port short_port down_port <<<"$ports"
+        ports=$(free_ports 4) || break
+        read -r -d '' nginx_port tls_port short_port down_port <<<"$ports"
         write_conf
         if ! timeout 30 "$NGINX" -t "${args[@]}" >"$RUN/nginx-t.log" 2>&1
         then
@@ -373,38 +425,42 @@ if ! start_nginx; then
 fi
 
 # ---- the cases --------------------------------------------------------------------
-interop_client() {  # interop_client LOG CASES: through nginx
-    timeout -k 5 "$CLIENT_TIMEOUT" "$BIN/interop_client" \
-        --server_host=127.0.0.1 --server_port="$nginx_port" \
-        --test_case="$2" >"$1" 2>&1
+# interop_cases LABEL ARGS...: every case through nginx, each on its own
+# connection, then all of them on one; ARGS go to interop_client.
+interop_cases() {
+    local label=$1 c log rc why n_pass
+    shift
+    for c in "${CASES[@]}" all; do
+        log=$RUN/$label-$c.log
+        rc=0
+        timeout -k 5 "$CLIENT_TIMEOUT" "$BIN/interop_client" \
+            --server_host=127.0.0.1 "$@" --test_case="$c" >"$log" 2>&1 ||
+            rc=$?
+        if [[ $c == all ]]; then
+            n_pass=$(grep -c '^PASS ' "$log")
+            if [[ $rc -eq 0 && $n_pass -eq ${#CASES[@]} ]] &&
+                    ! grep -qE "$SAN_RE" "$log"; then
+                pass "$label all-on-one-channel"
+            else
+                fail "$label all-on-one-channel" "$n_pass of ${#CASES[@]}" \
+                     "passed, exit status $rc (log: $log)"
+                show interop_client "$log"
+            fi
+        elif [[ $rc -eq 0 ]] && grep -qx "PASS $c" "$log" &&
+                ! grep -qE "$SAN_RE" "$log"; then
+            pass "$label $c"
+        else
+            why=$(grep -m1 "^FAIL $c" "$log" || echo "exit status $rc")
+            fail "$label $c" "$why (log: $log)"
+            show interop_client "$log"
+        fi
+    done
 }
 
-for c in "${CASES[@]}"; do
-    log=$RUN/client-$c.log
-    rc=0
-    interop_client "$log" "$c" || rc=$?
-    if [[ $rc -eq 0 ]] && grep -qx "PASS $c" "$log" &&
-            ! grep -qE "$SAN_RE" "$log"; then
-        pass "interop $c"
-    else
-        why=$(grep -m1 "^FAIL $c" "$log" || echo "exit status $rc")
-        fail "interop $c" "$why (log: $log)"
-        show "interop_client" "$log"
-    fi
-done
-
-log=$RUN/client-all.log
-rc=0
-interop_client "$log" all || rc=$?
-n_pass=$(grep -c '^PASS ' "$log")
-if [[ $rc -eq 0 && $n_pass -eq ${#CASES[@]} ]] && ! grep -qE "$SAN_RE" "$log"
-then
-    pass "interop all-on-one-channel"
-else
-    fail "interop all-on-one-channel" \
-         "$n_pass of ${#CASES[@]} passed, exit status $rc (log: $log)"
-    show "interop_client" "$log"
-fi
+interop_cases interop --server_port="$nginx_port"
+interop_cases tls --server_port="$tls_port" --use_tls=true \
+    --use_test_ca=true --test_ca_file="$certs/ca.pem" \
+    --server_host_override="$AUTHORITY"
 
 # spread: calls per interop backend, from $upstream_addr (which lists every
 # backend tried, should nginx have moved on to the next one).
@@ -415,7 +471,7 @@ done < <(grep '^/grpc\.testing\.' "$RUN/access.log" |
          sed -E 's/.* upstream=(.*) upstream_status=.*/\1/' |
          grep -oE '127\.0\.0\.1:[0-9]+' | sort | uniq -c)
 spread=() idle=()
-for p in "${backend_ports[@]}"; do
+for p in "${backend_ports[@]}" "${tls_ports[@]}"; do
     spread+=("${served[127.0.0.1:$p]:-0}")
     [[ ${served[127.0.0.1:$p]:-0} -gt 0 ]] || idle+=("127.0.0.1:$p")
 done
@@ -483,6 +539,10 @@ else
 fi
 for ((b = 0; b < BACKENDS; b++)); do
     stop "interop-$((b + 1))" "${backend_pids[b]}" "$RUN/interop-$((b + 1)).log"
+done
+for ((b = 0; b < TLS_BACKENDS; b++)); do
+    stop "interop-tls-$((b + 1))" "${tls_pids[b]}" \
+        "$RUN/interop-tls-$((b + 1)).log"
 done
 stop user "$user_pid" "$RUN/user.log"
 
