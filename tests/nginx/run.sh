@@ -39,8 +39,9 @@
 #                     made short on a second listen port (docs/deployment.md):
 #                     grpc_read_timeout cuts a server stream that pauses
 #                     longer, client_body_timeout a client stream that does
-#                     (both INTERNAL: nginx resets the stream); no live
-#                     backend is HTTP 502, UNAVAILABLE
+#                     (both INTERNAL: nginx resets the stream); a call's
+#                     messages over client_max_body_size are HTTP 413,
+#                     UNKNOWN; no live backend is HTTP 502, UNAVAILABLE
 #   error-log         nginx logged nothing at level error or worse (a
 #                     protocol error of our server, as nginx sees it, would
 #                     show there)
@@ -373,6 +374,10 @@ EOF
         location / {
             grpc_pass grpc://users;
         }
+        location /grpc.testing.TestService/ {
+            client_max_body_size 100k;  # what a limit does (default 1m)
+            grpc_pass grpc://interop;
+        }
     }
     # No live backend: its errors are expected, so logged apart.
     server {
@@ -552,6 +557,21 @@ limit grpc_read_timeout "step 4 StreamUsers failed: INTERNAL" \
 # client_body_timeout, nginx resets it (PROTOCOL_ERROR): INTERNAL too.
 limit client_body_timeout "step 5 CreateBatchUsers failed: INTERNAL" \
     --target "127.0.0.1:$short_port" --stream-delay 0 --pace-ms 2000
+# All of a call's messages count against client_max_body_size: over it,
+# nginx answers HTTP 413, which gRPC maps to UNKNOWN.  (large_unary's
+# request is 271828 bytes.)
+log=$RUN/limit-client_max_body_size.log
+rc=0
+timeout -k 5 "$CLIENT_TIMEOUT" "$BIN/interop_client" --server_host=127.0.0.1 \
+    --server_port="$short_port" --test_case=large_unary >"$log" 2>&1 || rc=$?
+if [[ $rc -eq 1 ]] && grep -qF 'status UNKNOWN (2) "HTTP status 413"' "$log" &&
+        ! grep -qE "$SAN_RE" "$log"; then
+    pass "limit client_max_body_size"
+else
+    fail "limit client_max_body_size" "wanted large_unary to fail with" \
+         "UNKNOWN \"HTTP status 413\", got status $rc (log: $log)"
+    show interop_client "$log"
+fi
 # No live backend: nginx answers HTTP 502, which is UNAVAILABLE to gRPC.
 limit no-backend "step 1 CreateUser failed: UNAVAILABLE" \
     --target "127.0.0.1:$down_port"
