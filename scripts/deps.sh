@@ -16,6 +16,8 @@ PACKAGES=(
     # Interop peers in Go and C++ (tests/interop/go, tests/interop/cpp).
     golang-go golang-google-grpc-dev golang-goprotobuf-dev protoc-gen-go-1-3
     libgrpc++-dev libprotobuf-dev
+    # nginx in front of our servers (grpc_pass; tests/nginx/run.sh).
+    nginx-light
 )
 
 installed() {

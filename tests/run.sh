@@ -7,7 +7,7 @@
 #   - scripts that print one "PASS <kind> <name>" / "FAIL <kind> <name>: why"
 #     / "SKIP <kind> <name>: why" line per case: tests/h2/run.sh,
 #     tests/codegen/run.sh, tests/examples/*.sh, tests/interop/run.sh,
-#     tests/retry/run.sh, tests/lb/run.sh.
+#     tests/retry/run.sh, tests/lb/run.sh, tests/nginx/run.sh.
 # Then, once, the install test from the first build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,7 +65,8 @@ for build in "$@"; do
     run "$build/$(basename "$t")" "$t"
   done
   for script in tests/h2/run.sh tests/codegen/run.sh tests/examples/*.sh \
-                tests/interop/run.sh tests/retry/run.sh tests/lb/run.sh; do
+                tests/interop/run.sh tests/retry/run.sh tests/lb/run.sh \
+                tests/nginx/run.sh; do
     [ -x "$script" ] || continue
     run_cases "$build" "$script" "$build"
   done

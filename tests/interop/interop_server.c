@@ -2,9 +2,11 @@
  * descriptions (grpc/grpc doc/interop-test-descriptions.md) define the
  * server, so that any gRPC interop client can test libminirpc.
  *
- *   interop_server --port=N [--use_tls=true --tls_cert_file=F --tls_key_file=F] [--handlers=event|blocking]
+ *   interop_server --port=N [--host=ADDR] [--use_tls=true --tls_cert_file=F --tls_key_file=F] [--handlers=event|blocking]
  *                  [--max_recv_message=BYTES] [--LIMIT=N ...]
  *
+ * --host binds one address (e.g. 127.0.0.1) instead of all interfaces;
+ * --port=0 takes a free port, printed as "listening on PORT".
  * --LIMIT=N sets the mrpc_server_opts field LIMIT (the keepalive and
  * connection limits of docs/security.md, "Limits"; tests/h2/test_limits.py
  * sets them small); --rlimit_nofile_headroom=N lowers RLIMIT_NOFILE, once
@@ -597,7 +599,8 @@ static void lower_nofile(long long headroom) {
 static int usage(const char *bad) {
   fprintf(stderr,
           "interop_server: bad argument '%s'\n"
-          "usage: interop_server --port=N [--use_tls=false|true"
+          "usage: interop_server --port=N [--host=ADDR]"
+          " [--use_tls=false|true"
           " --tls_cert_file=PEM --tls_key_file=PEM]"
           " [--handlers=event|blocking] [--max_recv_message=BYTES]"
           " [--LIMIT=N ...]\n",
@@ -608,7 +611,7 @@ static int usage(const char *bad) {
 int main(int argc, char **argv) {
   long port = -1;
   bool blocking = false, use_tls = false;
-  const char *tls_cert = NULL, *tls_key = NULL;
+  const char *tls_cert = NULL, *tls_key = NULL, *host = "";
   size_t max_recv = 0;
   long long lim[N_LIMITS] = {0};
   for (int i = 1; i < argc; i++) {
@@ -617,6 +620,8 @@ int main(int argc, char **argv) {
     if ((v = flag_value(argc, argv, &i, "port"))) {
       port = strtol(v, &end, 10);
       if (!*v || *end || port < 0 || port > 65535) return usage(arg);
+    } else if ((v = flag_value(argc, argv, &i, "host"))) {
+      host = v;
     } else if ((v = flag_value(argc, argv, &i, "use_tls"))) {
       if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) return usage(arg);
       use_tls = strcmp(v, "true") == 0;
@@ -703,9 +708,11 @@ int main(int argc, char **argv) {
     }
   }
   mrpc_server *srv = NULL;
-  char addr[32];
+  char addr[300];
   int bound = 0, rc;
-  snprintf(addr, sizeof addr, ":%ld", port);
+  /* An IPv6 literal needs its brackets to be told from the port. */
+  snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%ld" : "%s:%ld", host,
+           port);
   rc = mrpc_server_new(&opts, &srv);
   mrpc_tls_creds_unref(opts.tls); /* the server holds its own reference */
   if (rc != 0 ||
