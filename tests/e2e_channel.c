@@ -13,19 +13,6 @@
 
 static const mrpc_method *const k_unary = &e2e_methods[E2E_EVENT][MRPC_UNARY];
 
-/* A port on 127.0.0.1 that refuses connections: bound, not listening. */
-static int refusing_port(int *fd) {
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  *fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(*fd >= 0);
-  int one = 1;
-  setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  assert_int_equal(bind(*fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  assert_int_equal(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
-  return ntohs(sa.sin_port);
-}
 
 static mrpc_channel_opts backoff_opts(int64_t initial, double mult,
                                       double jitter, int64_t max) {
@@ -53,12 +40,6 @@ static void start_unary(e2e_cli *c, mrpc_channel *ch, const mrpc_call_opts *o,
   e2e_assert_sent(mrpc_call_close_send(c->call));
 }
 
-static int cli_done(e2e_cli *c) {
-  pthread_mutex_lock(&c->mu);
-  int d = c->done;
-  pthread_mutex_unlock(&c->mu);
-  return d;
-}
 
 /* ---- watching the state from another thread ---- */
 
@@ -220,7 +201,7 @@ static void test_first_call_connects(void **state) {
 static void test_dead_address_is_transient_failure_and_fails_fast(
     void **state) {
   (void)state;
-  int fd, port = refusing_port(&fd);
+  int fd, port = e2e_refusing_port(&fd);
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
   mrpc_channel_opts o = backoff_opts(1500, 0, -1, 0);
@@ -257,7 +238,7 @@ static void test_dead_address_is_transient_failure_and_fails_fast(
 static void test_wait_for_ready_call_completes_when_the_server_starts(
     void **state) {
   (void)state;
-  int fd, port = refusing_port(&fd);
+  int fd, port = e2e_refusing_port(&fd);
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
   mrpc_channel_opts o = backoff_opts(20, 1.5, 0, 100);
@@ -272,7 +253,7 @@ static void test_wait_for_ready_call_completes_when_the_server_starts(
   assert_int_equal(e2e_unary_echo(ch, E2E_EVENT, "hasty"),
                    MRPC_STATUS_UNAVAILABLE);
   e2e_sleep_ms(300); /* several attempts fail */
-  assert_int_equal(cli_done(&c), 0);
+  assert_int_equal(e2e_cli_done(&c), 0);
   mrpc_channel_state s = mrpc_channel_get_state(ch, 0);
   assert_true(s == MRPC_CHANNEL_TRANSIENT_FAILURE ||
               s == MRPC_CHANNEL_CONNECTING);
@@ -292,7 +273,7 @@ static void test_wait_for_ready_call_completes_when_the_server_starts(
  * DEADLINE_EXCEEDED (not UNAVAILABLE), around its deadline. */
 static void test_wait_for_ready_call_gets_deadline_exceeded(void **state) {
   (void)state;
-  int fd, port = refusing_port(&fd);
+  int fd, port = e2e_refusing_port(&fd);
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
   mrpc_channel_opts o = backoff_opts(20, 1.5, 0, 100);
@@ -334,7 +315,7 @@ static void test_backoff_grows_between_attempts(void **state) {
   start_unary(&c, ch, &co, "x");
   int64_t at[32];
   int n = 0;
-  while (!cli_done(&c) && n < 32) {
+  while (!e2e_cli_done(&c) && n < 32) {
     struct pollfd p = {lfd, POLLIN, 0};
     if (poll(&p, 1, 20) == 1) {
       int cfd = accept(lfd, NULL, NULL);
@@ -366,7 +347,7 @@ static void test_backoff_grows_between_attempts(void **state) {
  * had grown the backoff. */
 static void test_ready_resets_the_backoff(void **state) {
   (void)state;
-  int fd, port = refusing_port(&fd);
+  int fd, port = e2e_refusing_port(&fd);
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
   /* initial 50 ms growing fast to 5 s */

@@ -32,6 +32,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -515,6 +518,21 @@ E2E_FN void e2e_server_stop(e2e_server *s) {
   s->srv = NULL;
 }
 
+/* A port on 127.0.0.1 that refuses connections: bound, not listening.
+ * The caller closes *fd. */
+E2E_FN int e2e_refusing_port(int *fd) {
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  *fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(*fd >= 0);
+  int one = 1;
+  setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  assert_int_equal(bind(*fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  assert_int_equal(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
+  return ntohs(sa.sin_port);
+}
+
 E2E_FN mrpc_channel *e2e_channel(const char *target,
                                  const mrpc_channel_opts *opts) {
   mrpc_channel *ch = NULL;
@@ -714,6 +732,14 @@ E2E_FN void e2e_cli_start(e2e_cli *c, mrpc_channel *ch, const mrpc_method *m,
   assert_int_equal(mrpc_channel_start_call(ch, m, o, &e2e_cli_ops, c, &c->call),
                    0);
   assert_non_null(c->call);
+}
+
+/* 1 once on_done came (without waiting). */
+E2E_FN int e2e_cli_done(e2e_cli *c) {
+  pthread_mutex_lock(&c->mu);
+  int d = c->done;
+  pthread_mutex_unlock(&c->mu);
+  return d;
 }
 
 /* Waits up to ms for on_done; on timeout cancels the call (so that nothing

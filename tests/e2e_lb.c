@@ -173,17 +173,6 @@ static void wait_ready(mrpc_channel *ch, size_t n) {
   assert_int_equal(mrpc_channel_get_state(ch, 0), MRPC_CHANNEL_READY);
 }
 
-/* A port on 127.0.0.1 that refuses connections: bound, not listening. */
-static int refusing_port(int *fd) {
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  *fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(*fd >= 0);
-  assert_int_equal(bind(*fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  assert_int_equal(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
-  return ntohs(sa.sin_port);
-}
 
 static mrpc_call_opts wfr_copts(int64_t timeout_ms) {
   mrpc_call_opts o = e2e_copts(timeout_ms, NULL);
@@ -199,12 +188,6 @@ static void start_unary(e2e_cli *c, mrpc_channel *ch, const mrpc_call_opts *o) {
   e2e_assert_sent(mrpc_call_close_send(c->call));
 }
 
-static int cli_done(e2e_cli *c) {
-  pthread_mutex_lock(&c->mu);
-  int d = c->done;
-  pthread_mutex_unlock(&c->mu);
-  return d;
-}
 
 /* ---- wait-for-ready calls in a loop on another thread ---- */
 
@@ -347,7 +330,7 @@ static void test_pick_first_skips_a_refusing_address(void **state) {
   backend b[3];
   backends_start(b, 3);
   int fd;
-  int ports[3] = {refusing_port(&fd), b[1].port, b[2].port};
+  int ports[3] = {e2e_refusing_port(&fd), b[1].port, b[2].port};
   char target[256];
   ipv4_target(target, sizeof target, ports, 3);
   mrpc_channel_opts o = lb_opts(MRPC_LB_PICK_FIRST, 1);
@@ -472,7 +455,7 @@ static void test_round_robin_all_servers_gone(void **state) {
   mrpc_call_opts co = wfr_copts(0);
   start_unary(&c, ch, &co);
   e2e_sleep_ms(200); /* several attempts fail meanwhile */
-  assert_int_equal(cli_done(&c), 0);
+  assert_int_equal(e2e_cli_done(&c), 0);
   backend_start(&b[2], b[2].port);
   e2e_cli_wait(&c, WAIT_MS);
   assert_int_equal(c.st.code, MRPC_STATUS_OK);
@@ -583,7 +566,7 @@ static void test_dns_failure_then_recovery(void **state) {
 static void test_del_with_calls_waiting_for_ready(void **state) {
   (void)state;
   int fd;
-  int port = refusing_port(&fd);
+  int port = e2e_refusing_port(&fd);
   mrpc_channel_opts o = lb_opts(MRPC_LB_ROUND_ROBIN, 1);
   char target[64];
   snprintf(target, sizeof target, "ipv4:127.0.0.1:%d", port);
@@ -595,7 +578,7 @@ static void test_del_with_calls_waiting_for_ready(void **state) {
                      MRPC_CHANNEL_TRANSIENT_FAILURE,
                  WAIT_MS);
   e2e_sleep_ms(100);
-  for (int i = 0; i < 3; i++) assert_int_equal(cli_done(&c[i]), 0);
+  for (int i = 0; i < 3; i++) assert_int_equal(e2e_cli_done(&c[i]), 0);
   mrpc_channel_del(ch);
   for (int i = 0; i < 3; i++) {
     e2e_cli_wait(&c[i], WAIT_MS);

@@ -271,21 +271,10 @@ static void test_blocking_handler_returning_without_status_gives_unknown(
 
 /* ---- UNAVAILABLE ---- */
 
-/* A port on 127.0.0.1 that refuses connections: bound, not listening. */
-static int refusing_port(int *fd) {
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  *fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(*fd >= 0);
-  assert_int_equal(bind(*fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  assert_int_equal(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
-  return ntohs(sa.sin_port);
-}
 
 static void test_connection_refused_gives_unavailable(void **state) {
   (void)state;
-  int fd, port = refusing_port(&fd);
+  int fd, port = e2e_refusing_port(&fd);
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
   mrpc_channel *ch = e2e_channel(target, NULL);
@@ -323,7 +312,7 @@ static void test_connection_refused_gives_unavailable(void **state) {
 static void test_channel_reconnects_on_the_next_call_once_the_server_is_up(
     void **state) {
   (void)state;
-  int fd, port = refusing_port(&fd);
+  int fd, port = e2e_refusing_port(&fd);
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
   mrpc_channel_opts co;
