@@ -12,6 +12,10 @@ empty message, status 0) unless MODE says otherwise:
   refuse-all    every request stream gets RST_STREAM(REFUSED_STREAM)
   goaway-first  on the first connection, the first request gets
                 GOAWAY(last_stream_id=0), and the connection is closed
+  junk-first    the first connection gets SETTINGS and, in the same
+                write, a DATA frame on stream 0 (a connection error): the
+                client takes SETTINGS, queues its request and tears the
+                connection down before writing it; no request on it
   fail          the first N requests (--fail) end trailers-only with
                 UNAVAILABLE, and with grpc-retry-pushback-ms: VALUE when
                 --pushback is given
@@ -115,7 +119,12 @@ def serve(st, sock):
     pending = {}  # stream id -> action, answered at the request's end
     goaway = False
     try:
-        sock.sendall(h.data_to_send())
+        if st.args.mode == "junk-first" and conn_no == 1:
+            sock.sendall(h.data_to_send() + b"\x00\x00\x00\x00\x00" +
+                         b"\x00\x00\x00\x00")
+            goaway = True
+        else:
+            sock.sendall(h.data_to_send())
         while not goaway:
             data = sock.recv(65536)
             if not data:
@@ -158,7 +167,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", required=True,
                     choices=["refuse-first", "refuse-all", "goaway-first",
-                             "fail"])
+                             "junk-first", "fail"])
     ap.add_argument("--log", required=True)
     ap.add_argument("--fail", type=int, default=0)
     ap.add_argument("--pushback")

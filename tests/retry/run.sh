@@ -12,6 +12,12 @@
 #                    connection closes: retried on a new connection
 #   refused-always   every stream is refused: one transparent retry, then
 #                    UNAVAILABLE (no loop)
+#   never-sent       the first connection dies (a connection error right
+#                    after its SETTINGS, in one write) with the request
+#                    queued on it but not written (nghttp2 then closes the
+#                    stream REFUSED_STREAM from its send path, as seen in a
+#                    debugger): no failure, the first connection never saw
+#                    a request, the second saw both
 # Retry policies, with BUILD_DIR/tests/retry/retry_client (one EmptyCall,
 # a policy for UNAVAILABLE):
 #   previous-attempts       grpc-previous-rpc-attempts is absent, 1, 2
@@ -142,6 +148,7 @@ interop_case refused-stream refuse-first 0 "1:refused:- 1:ok:- 1:ok:-" \
     '^PASS empty_unary$'
 interop_case goaway goaway-first 0 "1:goaway:- 2:ok:- 2:ok:-" \
     '^PASS empty_unary$'
+interop_case never-sent junk-first 0 "2:ok:- 2:ok:-" '^PASS empty_unary$'
 # Only the blocking call runs (the case stops at its first failure).
 interop_case refused-always refuse-all 1 "1:refused:- 1:refused:-" \
     '^FAIL empty_unary: blocking: status UNAVAILABLE '
