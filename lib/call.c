@@ -25,11 +25,8 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
                           const mrpc__call_cfg *cfg) {
   mrpc_call *call = mrpc__calloc(cfg->alloc, 1, sizeof *call);
   if (!call) return NULL;
-  call->md = mrpc_metadata_new(cfg->alloc);
-  if (!call->md) {
-    mrpc__free(cfg->alloc, call);
-    return NULL;
-  }
+  mrpc__metadata_init(&call->md_in, cfg->alloc);
+  call->md = &call->md_in;
   atomic_init(&call->refs, 1);
   call->alloc = cfg->alloc;
   call->loop = loop;
@@ -69,11 +66,11 @@ void mrpc_call_unref(mrpc_call *call) {
     c = n;
   }
   mrpc__deframer_free(&call->df);
-  mrpc_metadata_del(call->md);
+  mrpc__metadata_fini(call->md);
   mrpc_metadata_del(call->trailers);
   mrpc_metadata_del(call->out_headers);
   mrpc_metadata_del(call->out_trailers);
-  mrpc__free(a, call->path);
+  if (call->path != call->path_in) mrpc__free(a, call->path);
   mrpc__free(a, call->grpc_message);
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
@@ -276,7 +273,13 @@ void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
   if (name[0] == ':') {
     if (IS(":path") && !call->path) {
-      call->path = mrpc__strndup(a, (const char *)value, vlen);
+      if (vlen < sizeof call->path_in) {
+        memcpy(call->path_in, value, vlen);
+        call->path_in[vlen] = '\0';
+        call->path = call->path_in;
+      } else {
+        call->path = mrpc__strndup(a, (const char *)value, vlen);
+      }
     } else if (IS(":method")) {
       call->method_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
     } else if (IS(":status")) {

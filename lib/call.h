@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "frame.h"
 #include "loop.h"
+#include "metadata.h"
 
 #include <minirpc/call.h>
 #include <pthread.h>
@@ -66,7 +67,8 @@ struct mrpc_call {
   const char *rx_error_msg;
 
   /* request/response header fields */
-  char *path;
+  char *path; /* path_in when it fits */
+  char path_in[64];
   int method_post, content_type_ok, te_ok;
   int http_status;
   int have_grpc_status, grpc_status;
@@ -125,6 +127,9 @@ struct mrpc_call {
   int rejected;       /* client: a start hook refused the call */
   int64_t t_start_ns; /* CLOCK_MONOTONIC */
   atomic_uint_fast64_t bytes_in, bytes_out;
+
+  /* md points here: no allocation for a few small headers */
+  mrpc_metadata md_in;
 
   /* owners */
   mrpc__server_loop *sloop; /* server */
