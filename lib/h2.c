@@ -368,6 +368,15 @@ void mrpc__conn_goaway(mrpc__conn *c, const char *why) {
   mrpc__conn_flush(c);
 }
 
+static void *ng_malloc(size_t n, void *ud) { return mrpc__blk_alloc(ud, n); }
+static void ng_free(void *p, void *ud) { mrpc__blk_free(ud, p); }
+static void *ng_calloc(size_t m, size_t n, void *ud) {
+  return mrpc__blk_calloc(ud, m, n);
+}
+static void *ng_realloc(void *p, size_t n, void *ud) {
+  return mrpc__blk_realloc(ud, p, n);
+}
+
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f,
                             int lib_error, void *ud) {
   (void)s;
@@ -425,10 +434,12 @@ int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
   if (cfg->is_server)
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
 
-  nghttp2_mem mem = {0};
-  (void)mem;
-  int rv = cfg->is_server ? nghttp2_session_server_new2(&c->ng, cbs, c, opt)
-                          : nghttp2_session_client_new2(&c->ng, cbs, c, opt);
+  /* nghttp2 allocates and frees several blocks per stream: the loop's
+   * block cache recycles them. */
+  nghttp2_mem mem = {loop, ng_malloc, ng_free, ng_calloc, ng_realloc};
+  int rv = cfg->is_server
+               ? nghttp2_session_server_new3(&c->ng, cbs, c, opt, &mem)
+               : nghttp2_session_client_new3(&c->ng, cbs, c, opt, &mem);
   nghttp2_session_callbacks_del(cbs);
   nghttp2_option_del(opt);
   if (rv != 0) goto oom;
