@@ -23,7 +23,10 @@ static const char CT_GRPC[] = "application/grpc";
 
 mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
                           const mrpc__call_cfg *cfg) {
-  mrpc_call *call = mrpc__calloc(cfg->alloc, 1, sizeof *call);
+  /* Without a user allocator from the loop's block cache: a call is larger
+   * than libc's per-thread cache takes. */
+  mrpc_call *call = cfg->alloc ? mrpc__calloc(cfg->alloc, 1, sizeof *call)
+                               : mrpc__blk_calloc(loop, 1, sizeof *call);
   if (!call) return NULL;
   mrpc__metadata_init(&call->md_in, cfg->alloc);
   call->md = &call->md_in;
@@ -77,7 +80,10 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc__free(a, call->ics);
   mrpc__tls_peer_unref(call->tls_peer);
   pthread_mutex_destroy(&call->ic_mu);
-  mrpc__free(a, call);
+  if (a)
+    mrpc__free(a, call);
+  else
+    mrpc__blk_free(call->loop, call);
 }
 
 /* ---- header lists ---- */
