@@ -109,17 +109,31 @@ int mrpc__metadata_key_valid(const char *key, size_t len) {
 }
 
 int mrpc__metadata_key_reserved(const char *key, size_t len) {
-  static const char *const conn[] = {
-      "te",         "content-type",     "user-agent",
-      "host",       "connection",       "keep-alive",
-      "proxy-connection", "transfer-encoding", "upgrade",
-  };
+  /* By length first: this runs for every request header the library does
+   * not consume itself. */
+#define IS(lit) (len == sizeof(lit) - 1 && memcmp(key, lit, len) == 0)
   if (!key) return 0;
   if (len >= 1 && key[0] == ':') return 1;
   if (len >= 5 && memcmp(key, "grpc-", 5) == 0) return 1;
-  for (size_t i = 0; i < sizeof(conn) / sizeof(conn[0]); i++)
-    if (strlen(conn[i]) == len && memcmp(conn[i], key, len) == 0) return 1;
-  return 0;
+  switch (len) {
+  case 2:
+    return IS("te");
+  case 4:
+    return IS("host");
+  case 7:
+    return IS("upgrade");
+  case 10:
+    return IS("user-agent") || IS("connection") || IS("keep-alive");
+  case 12:
+    return IS("content-type");
+  case 16:
+    return IS("proxy-connection");
+  case 17:
+    return IS("transfer-encoding");
+  default:
+    return 0;
+  }
+#undef IS
 }
 
 int mrpc__metadata_key_is_bin(const char *key, size_t len) {
