@@ -36,6 +36,8 @@ struct mrpc__conn {
   mrpc__timer goaway_timer;
   mrpc_call *calls; /* list through conn_next/conn_prev */
   size_t n_calls;
+  int32_t last_sid; /* stream_call's last answer (h2.c) */
+  mrpc_call *last_call;
   /* TLS (NULL: plaintext h2c; every TLS path hangs off this pointer).
    * out then holds ciphertext; plain gathers nghttp2's output before it is
    * encrypted. */

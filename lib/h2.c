@@ -36,6 +36,7 @@ static void link_call(mrpc__conn *c, mrpc_call *call, int32_t sid) {
 }
 
 static void unlink_call(mrpc__conn *c, mrpc_call *call) {
+  if (c->last_call == call) c->last_call = NULL;
   if (call->conn_prev)
     call->conn_prev->conn_next = call->conn_next;
   else
@@ -52,8 +53,18 @@ static void unlink_call(mrpc__conn *c, mrpc_call *call) {
 
 /* ---- nghttp2 callbacks ---- */
 
-static mrpc_call *stream_call(nghttp2_session *s, int32_t sid) {
-  return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+/* The call of a stream.  Callbacks come in runs for one stream (a header
+ * block is a callback per field): the last answer is kept, which spares
+ * nghttp2's stream map lookup.  unlink_call forgets it. */
+static mrpc_call *stream_call(mrpc__conn *c, int32_t sid) {
+  if (sid == c->last_sid && c->last_call) return c->last_call;
+  mrpc_call *call =
+      sid > 0 ? nghttp2_session_get_stream_user_data(c->ng, sid) : NULL;
+  if (call) {
+    c->last_sid = sid;
+    c->last_call = call;
+  }
+  return call;
 }
 
 /* Trailers: a second header block, or on the client a trailers-only
@@ -84,8 +95,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                      const uint8_t *name, size_t nlen, const uint8_t *value,
                      size_t vlen, uint8_t flags, void *ud) {
   (void)flags;
-  (void)ud;
-  mrpc_call *call = stream_call(s, f->hd.stream_id);
+  (void)s;
+  mrpc_call *call = stream_call(ud, f->hd.stream_id);
   if (!call) return 0;
   mrpc__call_on_header(call, name, nlen, value, vlen, is_trailer(call, f));
   return 0;
@@ -94,6 +105,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
                          void *ud) {
   mrpc__conn *c = ud;
+  (void)s;
   switch (f->hd.type) {
   case NGHTTP2_SETTINGS:
     if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->got_settings) {
@@ -127,7 +139,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
     if (c->owner->goaway) c->owner->goaway(c->owner_data, c);
     return 0;
   case NGHTTP2_HEADERS: {
-    mrpc_call *call = stream_call(s, f->hd.stream_id);
+    mrpc_call *call = stream_call(c, f->hd.stream_id);
     if (!call) return 0;
     int es = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     mrpc__call_on_headers_end(call, is_trailer(call, f), es);
@@ -135,7 +147,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
     return 0;
   }
   case NGHTTP2_DATA: {
-    mrpc_call *call = stream_call(s, f->hd.stream_id);
+    mrpc_call *call = stream_call(c, f->hd.stream_id);
     if (call && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
       mrpc__call_on_remote_end(call);
     return 0;
@@ -149,7 +161,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
                          const uint8_t *data, size_t len, void *ud) {
   (void)flags;
   mrpc__conn *c = ud;
-  mrpc_call *call = stream_call(s, sid);
+  mrpc_call *call = stream_call(c, sid);
   if (!call) {
     /* Stream already gone on our side: keep the connection window open. */
     nghttp2_session_consume_connection(s, len);
@@ -168,12 +180,13 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f,
                          void *ud) {
   mrpc__conn *c = ud;
+  (void)s;
   if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
     /* A8: the ping strikes reset when the server sends HEADERS or DATA. */
     c->last_ping_ms = PING_NEVER;
     c->ping_strikes = 0;
     if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-      mrpc_call *call = stream_call(s, f->hd.stream_id);
+      mrpc_call *call = stream_call(c, f->hd.stream_id);
       if (call) mrpc__call_on_end_sent(call);
     }
   } else if (f->hd.type == NGHTTP2_RST_STREAM && c->cfg.limits &&
@@ -189,7 +202,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f,
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err,
                            void *ud) {
   mrpc__conn *c = ud;
-  mrpc_call *call = stream_call(s, sid);
+  mrpc_call *call = stream_call(c, sid);
   if (!call) return 0;
   nghttp2_session_set_stream_user_data(s, sid, NULL);
   /* Bytes held back for a slow reader still count against the connection
