@@ -79,6 +79,11 @@ static void stream_release(mrpc_stream *s) {
 
 /* ---- I/O thread side ---- */
 
+/* Wakes the reader or writer after mu is released, so that it does not
+ * wake into a held lock.  The call's own hold on s lasts until on_done,
+ * which alone signals under the lock (the other side may free s after). */
+static void wake(mrpc_stream *s) { pthread_cond_broadcast(&s->cv); }
+
 /* Under mu: the pool to start a waiting handler on, once. */
 static mrpc__pool *take_start(mrpc_stream *s) {
   mrpc__pool *p = s->start_pool;
@@ -126,9 +131,9 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
     s->held = 1;
     call->rx_hold = 1;
   }
-  pthread_cond_broadcast(&s->cv);
   mrpc__pool *start = take_start(s);
   pthread_mutex_unlock(&s->mu);
+  wake(s);
   if (start) start_handler(s, start);
 }
 
@@ -137,9 +142,9 @@ static void on_half_close(mrpc_call *call, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->half_closed = 1;
-  pthread_cond_broadcast(&s->cv);
   mrpc__pool *start = take_start(s);
   pthread_mutex_unlock(&s->mu);
+  wake(s);
   if (start) start_handler(s, start);
 }
 
@@ -148,8 +153,8 @@ static void on_writable(mrpc_call *call, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->writable = 1;
-  pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
+  wake(s);
 }
 
 static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
