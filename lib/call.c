@@ -405,6 +405,26 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
   return rv;
 }
 
+/* protobuf-c allocator over call->rx_scratch, then libc. */
+static void *rx_alloc(void *ud, size_t n) {
+  mrpc_call *call = ud;
+  size_t a = (n + 15) & ~(size_t)15;
+  if (a >= n && a <= sizeof call->rx_scratch - call->rx_used) {
+    void *p = call->rx_scratch + call->rx_used;
+    call->rx_used += a;
+    return p;
+  }
+  return malloc(n);
+}
+
+static void rx_free(void *ud, void *p) {
+  mrpc_call *call = ud;
+  uint8_t *b = p;
+  if (b >= call->rx_scratch && b < call->rx_scratch + sizeof call->rx_scratch)
+    return;
+  free(p);
+}
+
 /* Unpacks and hands over one message; wire_len is its size as received. */
 static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
                          size_t wire_len) {
@@ -427,7 +447,14 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
             "a string field is not valid UTF-8 or holds a NUL byte");
     return 1;
   }
-  ProtobufCMessage *pm = protobuf_c_message_unpack(d, NULL, len, msg);
+  /* A message the library frees after on_message, untouched by
+   * interceptors (which may free or replace it), is unpacked into the
+   * call's scratch area. */
+  ProtobufCAllocator scratch = {rx_alloc, rx_free, call};
+  ProtobufCAllocator *pa =
+      call->take_messages || call->n_ics ? NULL : &scratch;
+  call->rx_used = 0;
+  ProtobufCMessage *pm = protobuf_c_message_unpack(d, pa, len, msg);
   if (!pm) {
     rx_fail(call, MRPC_STATUS_INTERNAL,
             call->is_server ? "could not parse the request message"
@@ -448,7 +475,9 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
   }
   if (call->ops.on_message)
     call->ops.on_message(call, pm, call->ctx);
-  if (!call->take_messages || !call->ops.on_message)
+  if (pa)
+    protobuf_c_message_free_unpacked(pm, pa);
+  else if (!call->take_messages || !call->ops.on_message)
     protobuf_c_message_free_unpacked(pm, NULL);
   return atomic_load(&call->done) ? 1 : 0;
 }

@@ -130,6 +130,9 @@ struct mrpc_call {
 
   /* md points here: no allocation for a few small headers */
   mrpc_metadata md_in;
+  /* A small received message is unpacked here (deliver_plain). */
+  _Alignas(16) uint8_t rx_scratch[256];
+  size_t rx_used;
 
   /* owners */
   mrpc__server_loop *sloop; /* server */
