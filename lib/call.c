@@ -610,6 +610,15 @@ void mrpc__call_on_end_sent(mrpc_call *call) {
   }
 }
 
+size_t mrpc__call_ready(const mrpc_call *call, size_t len, int *eof) {
+  size_t n = 0;
+  const mrpc__chunk *c = call->sq_head;
+  for (; c && n < len; c = c->next) n += c->len - c->off;
+  *eof = n <= len && !c &&
+         (call->is_server ? call->finishing : call->send_closed);
+  return n < len ? n : len;
+}
+
 static int submit_headers(mrpc_call *call, int trailers_only) {
   mrpc__hdrbuf hb;
   mrpc__hdrbuf_init(&hb, call->alloc);

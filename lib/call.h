@@ -174,6 +174,9 @@ size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof);
 int mrpc__call_build_trailers(mrpc_call *call, mrpc__hdrbuf *hb);
 /* A frame carrying END_STREAM was written for this call. */
 void mrpc__call_on_end_sent(mrpc_call *call);
+/* What mrpc__call_pull(call, buf, len, eof) would give, without taking it:
+ * the byte count, and *eof as it would set it. */
+size_t mrpc__call_ready(const mrpc_call *call, size_t len, int *eof);
 
 /* ---- server and channel -> call (loop thread) ---- */
 /* Ends a server call from the library side (unknown method, bad request,

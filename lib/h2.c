@@ -220,10 +220,18 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err,
 static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf,
                          size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud) {
-  (void)ud;
+  mrpc__conn *c = ud;
   mrpc_call *call = src->ptr;
   int eof = 0;
-  size_t n = mrpc__call_pull(call, buf, len, &eof);
+  size_t n;
+  if (!c->tls) {
+    /* No copy into nghttp2's frame buffer: send_data copies the bytes
+     * from the call's queue straight into the output buffer. */
+    n = mrpc__call_ready(call, len, &eof);
+    if (n) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  } else {
+    n = mrpc__call_pull(call, buf, len, &eof);
+  }
   if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
   if (eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -243,6 +251,26 @@ static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf,
     }
   }
   return (ssize_t)n;
+}
+
+/* A DATA frame of data_read's NO_COPY: its header, then the bytes it
+ * promised, appended to the output gathered by mrpc__conn_flush (the frames
+ * before it are there already).  No padding is ever asked for. */
+static int send_data(nghttp2_session *s, nghttp2_frame *f,
+                     const uint8_t *framehd, size_t length,
+                     nghttp2_data_source *src, void *ud) {
+  (void)s;
+  (void)f;
+  mrpc__conn *c = ud;
+  if (mrpc__conn_out_reserve(c, 9 + length) != 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  int eof;
+  uint8_t *p = c->out + c->out_len;
+  memcpy(p, framehd, 9);
+  if (mrpc__call_pull(src->ptr, p + 9, length, &eof) != length)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  c->out_len += 9 + length;
+  return 0;
 }
 
 static int submit_common(mrpc__conn *c, mrpc_call *call, const mrpc__hdr *h,
@@ -438,6 +466,7 @@ int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
                                                          on_stream_close);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(
       cbs, on_invalid_frame);
   /* Windows are reopened as the application takes the data. */
