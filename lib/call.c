@@ -1111,7 +1111,9 @@ int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
     return MRPC_ERR_CLOSED;
   if (call->finishing) return MRPC_ERR_STATE;
   call_op op = {.call = call, .kind = OP_FINISH, .code = code};
-  if (message && !(op.msg = strdup(message))) return MRPC_ERR_NOMEM;
+  /* "" and NULL make the same status: no copy of "". */
+  if (message && message[0] && !(op.msg = strdup(message)))
+    return MRPC_ERR_NOMEM;
   if (details && details_len) {
     op.details = malloc(details_len);
     if (!op.details) {

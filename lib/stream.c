@@ -162,8 +162,9 @@ static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->done = 1;
-  mrpc__status_set(&s->final, st->code, st->message, st->details,
-                   st->details_len);
+  if (!s->is_server) /* a server's handler never reads it */
+    mrpc__status_set(&s->final, st->code, st->message, st->details,
+                     st->details_len);
   pthread_cond_broadcast(&s->cv);
   int last = --s->refs == 0;
   /* Ended before its request: the handler still runs (recv says so). */
