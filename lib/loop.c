@@ -366,7 +366,10 @@ void mrpc__loop_run(mrpc__loop *l) {
       io->cb(io, evs[i].events);
     }
     run_timers(l);
-    run_tasks(l);
+    /* Tasks posted by tasks (a flush after an operation from another
+     * thread) get one more pass before the next epoll_wait: that saves a
+     * poll round, and a task re-posting itself still can not starve I/O. */
+    if (run_tasks(l)) run_tasks(l);
   }
   tl_loop = outer;
   atomic_store(&l->running, 0);
