@@ -97,14 +97,21 @@ size_t mrpc__metadata_key_len(const mrpc_metadata *md, size_t i) {
   return md && i < md->n ? md->v[i].klen : 0;
 }
 
+/* [0-9a-z_.-]: one table load per character. */
+static const unsigned char key_char[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1};
+
 int mrpc__metadata_key_valid(const char *key, size_t len) {
   if (!key || len == 0) return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = key[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '_' ||
-          c == '.' || c == '-'))
-      return 0;
-  }
+  for (size_t i = 0; i < len; i++)
+    if (!key_char[(unsigned char)key[i]]) return 0;
   return 1;
 }
 
