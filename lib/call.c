@@ -823,8 +823,11 @@ static void op_run(call_op *op) {
   }
   case OP_FINISH:
     if (done || call->finishing) break;
-    mrpc__status_set(&call->status, op->code, op->msg, op->details,
-                     op->details_len);
+    if (!op->msg && !op->details) /* the usual OK: no allocation */
+      mrpc__status_set_empty(&call->status, op->code);
+    else
+      mrpc__status_set(&call->status, op->code, op->msg, op->details,
+                       op->details_len);
     server_send_status(call);
     break;
   case OP_CANCEL:
