@@ -24,13 +24,13 @@ static const char CT_GRPC[] = "application/grpc";
 
 mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
                           const mrpc__call_cfg *cfg) {
-  mrpc_call *call = mrpc__calloc(cfg->alloc, 1, sizeof *call);
+  /* Without a user allocator from the loop's block cache: a call is larger
+   * than libc's per-thread cache takes. */
+  mrpc_call *call = cfg->alloc ? mrpc__calloc(cfg->alloc, 1, sizeof *call)
+                               : mrpc__blk_calloc(loop, 1, sizeof *call);
   if (!call) return NULL;
-  call->md = mrpc_metadata_new(cfg->alloc);
-  if (!call->md) {
-    mrpc__free(cfg->alloc, call);
-    return NULL;
-  }
+  mrpc__metadata_init(&call->md_in, cfg->alloc);
+  call->md = &call->md_in;
   atomic_init(&call->refs, 1);
   call->alloc = cfg->alloc;
   call->loop = loop;
@@ -84,18 +84,21 @@ void mrpc_call_unref(mrpc_call *call) {
   free_chunks(a, call->sq_head);
   free_chunks(a, call->sent_head);
   mrpc__deframer_free(&call->df);
-  mrpc_metadata_del(call->md);
+  mrpc__metadata_fini(call->md);
   mrpc_metadata_del(call->trailers);
   mrpc_metadata_del(call->out_headers);
   mrpc_metadata_del(call->out_trailers);
-  mrpc__free(a, call->path);
+  if (call->path != call->path_in) mrpc__free(a, call->path);
   mrpc__free(a, call->grpc_message);
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
   mrpc__free(a, call->ics);
   mrpc__tls_peer_unref(call->tls_peer);
   pthread_mutex_destroy(&call->ic_mu);
-  mrpc__free(a, call);
+  if (a)
+    mrpc__free(a, call);
+  else
+    mrpc__blk_free(call->loop, call);
 }
 
 /* ---- header lists ---- */
@@ -301,7 +304,13 @@ void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
   if (name[0] == ':') {
     if (IS(":path") && !call->path) {
-      call->path = mrpc__strndup(a, (const char *)value, vlen);
+      if (vlen < sizeof call->path_in) {
+        memcpy(call->path_in, value, vlen);
+        call->path_in[vlen] = '\0';
+        call->path = call->path_in;
+      } else {
+        call->path = mrpc__strndup(a, (const char *)value, vlen);
+      }
     } else if (IS(":method")) {
       call->method_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
     } else if (IS(":status")) {
@@ -428,6 +437,26 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
   return rv;
 }
 
+/* protobuf-c allocator over call->rx_scratch, then libc. */
+static void *rx_alloc(void *ud, size_t n) {
+  mrpc_call *call = ud;
+  size_t a = (n + 15) & ~(size_t)15;
+  if (a >= n && a <= sizeof call->rx_scratch - call->rx_used) {
+    void *p = call->rx_scratch + call->rx_used;
+    call->rx_used += a;
+    return p;
+  }
+  return malloc(n);
+}
+
+static void rx_free(void *ud, void *p) {
+  mrpc_call *call = ud;
+  uint8_t *b = p;
+  if (b >= call->rx_scratch && b < call->rx_scratch + sizeof call->rx_scratch)
+    return;
+  free(p);
+}
+
 /* Unpacks and hands over one message; wire_len is its size as received. */
 static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
                          size_t wire_len) {
@@ -450,7 +479,14 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
             "a string field is not valid UTF-8 or holds a NUL byte");
     return 1;
   }
-  ProtobufCMessage *pm = protobuf_c_message_unpack(d, NULL, len, msg);
+  /* A message the library frees after on_message, untouched by
+   * interceptors (which may free or replace it), is unpacked into the
+   * call's scratch area. */
+  ProtobufCAllocator scratch = {rx_alloc, rx_free, call};
+  ProtobufCAllocator *pa =
+      call->take_messages || call->n_ics ? NULL : &scratch;
+  call->rx_used = 0;
+  ProtobufCMessage *pm = protobuf_c_message_unpack(d, pa, len, msg);
   if (!pm) {
     rx_fail(call, MRPC_STATUS_INTERNAL,
             call->is_server ? "could not parse the request message"
@@ -471,7 +507,9 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
   }
   if (call->ops.on_message)
     call->ops.on_message(call, pm, call->ctx);
-  if (!call->take_messages || !call->ops.on_message)
+  if (pa)
+    protobuf_c_message_free_unpacked(pm, pa);
+  else if (!call->take_messages || !call->ops.on_message)
     protobuf_c_message_free_unpacked(pm, NULL);
   return atomic_load(&call->done) ? 1 : 0;
 }
@@ -672,6 +710,15 @@ void mrpc__call_on_end_sent(mrpc_call *call) {
     if (!call->remote_closed && call->conn)
       mrpc__conn_reset(call->conn, call, H2_NO_ERROR);
   }
+}
+
+size_t mrpc__call_ready(const mrpc_call *call, size_t len, int *eof) {
+  size_t n = 0;
+  const mrpc__chunk *c = call->sq_head;
+  for (; c && n < len; c = c->next) n += c->len - c->off;
+  *eof = n <= len && !c &&
+         (call->is_server ? call->finishing : call->send_closed);
+  return n < len ? n : len;
 }
 
 static int submit_headers(mrpc_call *call, int trailers_only) {
@@ -935,8 +982,11 @@ static void op_run(call_op *op) {
   }
   case OP_FINISH:
     if (done || call->finishing) break;
-    mrpc__status_set(&call->status, op->code, op->msg, op->details,
-                     op->details_len);
+    if (!op->msg && !op->details) /* the usual OK: no allocation */
+      mrpc__status_set_empty(&call->status, op->code);
+    else
+      mrpc__status_set(&call->status, op->code, op->msg, op->details,
+                       op->details_len);
     server_send_status(call);
     break;
   case OP_CANCEL:
@@ -1223,7 +1273,9 @@ int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
     return MRPC_ERR_CLOSED;
   if (call->finishing) return MRPC_ERR_STATE;
   call_op op = {.call = call, .kind = OP_FINISH, .code = code};
-  if (message && !(op.msg = strdup(message))) return MRPC_ERR_NOMEM;
+  /* "" and NULL make the same status: no copy of "". */
+  if (message && message[0] && !(op.msg = strdup(message)))
+    return MRPC_ERR_NOMEM;
   if (details && details_len) {
     op.details = malloc(details_len);
     if (!op.details) {

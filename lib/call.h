@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "frame.h"
 #include "loop.h"
+#include "metadata.h"
 
 #include <minirpc/call.h>
 #include <pthread.h>
@@ -66,7 +67,8 @@ struct mrpc_call {
   const char *rx_error_msg;
 
   /* request/response header fields */
-  char *path;
+  char *path; /* path_in when it fits */
+  char path_in[64];
   int method_post, content_type_ok, te_ok;
   int http_status;
   int have_grpc_status, grpc_status;
@@ -142,6 +144,12 @@ struct mrpc_call {
   int wait_for_ready;
   mrpc__timer retry_timer;
 
+  /* md points here: no allocation for a few small headers */
+  mrpc_metadata md_in;
+  /* A small received message is unpacked here (deliver_plain). */
+  _Alignas(16) uint8_t rx_scratch[256];
+  size_t rx_used;
+
   /* owners */
   mrpc__server_loop *sloop; /* server */
   mrpc_channel *channel;    /* client */
@@ -185,6 +193,9 @@ size_t mrpc__call_pull(mrpc_call *call, uint8_t *buf, size_t len, int *eof);
 int mrpc__call_build_trailers(mrpc_call *call, mrpc__hdrbuf *hb);
 /* A frame carrying END_STREAM was written for this call. */
 void mrpc__call_on_end_sent(mrpc_call *call);
+/* What mrpc__call_pull(call, buf, len, eof) would give, without taking it:
+ * the byte count, and *eof as it would set it. */
+size_t mrpc__call_ready(const mrpc_call *call, size_t len, int *eof);
 
 /* ---- server and channel -> call (loop thread) ---- */
 /* Ends a server call from the library side (unknown method, bad request,

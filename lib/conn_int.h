@@ -36,6 +36,8 @@ struct mrpc__conn {
   mrpc__timer goaway_timer;
   mrpc_call *calls; /* list through conn_next/conn_prev */
   size_t n_calls;
+  int32_t last_sid; /* stream_call's last answer (h2.c) */
+  mrpc_call *last_call;
   /* TLS (NULL: plaintext h2c; every TLS path hangs off this pointer).
    * out then holds ciphertext; plain gathers nghttp2's output before it is
    * encrypted. */
@@ -81,6 +83,8 @@ struct mrpc__conn {
 void mrpc__conn_io(mrpc__io *io, uint32_t events);
 /* Writes what nghttp2 has while the socket takes it. */
 void mrpc__conn_flush(mrpc__conn *c);
+/* Room for n more bytes at c->out + c->out_len.  0 or -1 (no memory). */
+int mrpc__conn_out_reserve(mrpc__conn *c, size_t n);
 /* The TLS handshake timer (hs_timer). */
 void mrpc__conn_hs_timeout(mrpc__timer *t);
 /* From mrpc__conn_close: close_notify and a last try at what is queued. */

@@ -76,6 +76,18 @@ static void flush_done(mrpc__conn *c) {
   update_interest(c);
 }
 
+int mrpc__conn_out_reserve(mrpc__conn *c, size_t n) {
+  size_t need = c->out_len + n;
+  if (need <= c->out_cap) return 0;
+  /* Grows to about OUT_BUF_MAX once, then is reused. */
+  size_t cap = need > OUT_BUF_MAX ? need : OUT_BUF_MAX;
+  uint8_t *o = mrpc__realloc(c->cfg.alloc, c->out, cap);
+  if (!o) return -1;
+  c->out = o;
+  c->out_cap = cap;
+  return 0;
+}
+
 /* Writes what nghttp2 has while the socket takes it. */
 void mrpc__conn_flush(mrpc__conn *c) {
   if (c->closed || c->connecting) return;
@@ -121,16 +133,9 @@ void mrpc__conn_flush(mrpc__conn *c) {
         n -= w;
         if (n == 0) continue;
       }
-      size_t need = c->out_len + (size_t)n;
-      if (need > c->out_cap) { /* grows once, then is reused */
-        size_t cap = need > OUT_BUF_MAX ? need : OUT_BUF_MAX;
-        uint8_t *o = mrpc__realloc(c->cfg.alloc, c->out, cap);
-        if (!o) {
-          mrpc__conn_close(c);
-          return;
-        }
-        c->out = o;
-        c->out_cap = cap;
+      if (mrpc__conn_out_reserve(c, (size_t)n) != 0) {
+        mrpc__conn_close(c);
+        return;
       }
       memcpy(c->out + c->out_len, p, (size_t)n);
       c->out_len += (size_t)n;

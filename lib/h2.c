@@ -36,6 +36,7 @@ static void link_call(mrpc__conn *c, mrpc_call *call, int32_t sid) {
 }
 
 static void unlink_call(mrpc__conn *c, mrpc_call *call) {
+  if (c->last_call == call) c->last_call = NULL;
   if (call->conn_prev)
     call->conn_prev->conn_next = call->conn_next;
   else
@@ -52,8 +53,18 @@ static void unlink_call(mrpc__conn *c, mrpc_call *call) {
 
 /* ---- nghttp2 callbacks ---- */
 
-static mrpc_call *stream_call(nghttp2_session *s, int32_t sid) {
-  return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+/* The call of a stream.  Callbacks come in runs for one stream (a header
+ * block is a callback per field): the last answer is kept, which spares
+ * nghttp2's stream map lookup.  unlink_call forgets it. */
+static mrpc_call *stream_call(mrpc__conn *c, int32_t sid) {
+  if (sid == c->last_sid && c->last_call) return c->last_call;
+  mrpc_call *call =
+      sid > 0 ? nghttp2_session_get_stream_user_data(c->ng, sid) : NULL;
+  if (call) {
+    c->last_sid = sid;
+    c->last_call = call;
+  }
+  return call;
 }
 
 /* Trailers: a second header block, or on the client a trailers-only
@@ -84,8 +95,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                      const uint8_t *name, size_t nlen, const uint8_t *value,
                      size_t vlen, uint8_t flags, void *ud) {
   (void)flags;
-  (void)ud;
-  mrpc_call *call = stream_call(s, f->hd.stream_id);
+  (void)s;
+  mrpc_call *call = stream_call(ud, f->hd.stream_id);
   if (!call) return 0;
   mrpc__call_on_header(call, name, nlen, value, vlen, is_trailer(call, f));
   return 0;
@@ -94,6 +105,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
                          void *ud) {
   mrpc__conn *c = ud;
+  (void)s;
   switch (f->hd.type) {
   case NGHTTP2_SETTINGS:
     if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->got_settings) {
@@ -127,7 +139,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
     if (c->owner->goaway) c->owner->goaway(c->owner_data, c);
     return 0;
   case NGHTTP2_HEADERS: {
-    mrpc_call *call = stream_call(s, f->hd.stream_id);
+    mrpc_call *call = stream_call(c, f->hd.stream_id);
     if (!call) return 0;
     int es = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     mrpc__call_on_headers_end(call, is_trailer(call, f), es);
@@ -135,7 +147,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
     return 0;
   }
   case NGHTTP2_DATA: {
-    mrpc_call *call = stream_call(s, f->hd.stream_id);
+    mrpc_call *call = stream_call(c, f->hd.stream_id);
     if (call && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
       mrpc__call_on_remote_end(call);
     return 0;
@@ -149,7 +161,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
                          const uint8_t *data, size_t len, void *ud) {
   (void)flags;
   mrpc__conn *c = ud;
-  mrpc_call *call = stream_call(s, sid);
+  mrpc_call *call = stream_call(c, sid);
   if (!call) {
     /* Stream already gone on our side: keep the connection window open. */
     nghttp2_session_consume_connection(s, len);
@@ -168,17 +180,18 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f,
                          void *ud) {
   mrpc__conn *c = ud;
+  (void)s;
   if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
     /* A8: the ping strikes reset when the server sends HEADERS or DATA. */
     c->last_ping_ms = PING_NEVER;
     c->ping_strikes = 0;
     if (f->hd.type == NGHTTP2_HEADERS && !c->cfg.is_server) {
       /* The request has left: no transparent retry after this (A6). */
-      mrpc_call *call = stream_call(s, f->hd.stream_id);
+      mrpc_call *call = stream_call(c, f->hd.stream_id);
       if (call) atomic_store(&call->headers_sent, 1);
     }
     if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-      mrpc_call *call = stream_call(s, f->hd.stream_id);
+      mrpc_call *call = stream_call(c, f->hd.stream_id);
       if (call) mrpc__call_on_end_sent(call);
     }
   } else if (f->hd.type == NGHTTP2_RST_STREAM && c->cfg.limits &&
@@ -194,7 +207,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f,
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err,
                            void *ud) {
   mrpc__conn *c = ud;
-  mrpc_call *call = stream_call(s, sid);
+  mrpc_call *call = stream_call(c, sid);
   if (!call) return 0;
   nghttp2_session_set_stream_user_data(s, sid, NULL);
   /* Bytes held back for a slow reader still count against the connection
@@ -212,10 +225,18 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err,
 static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf,
                          size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud) {
-  (void)ud;
+  mrpc__conn *c = ud;
   mrpc_call *call = src->ptr;
   int eof = 0;
-  size_t n = mrpc__call_pull(call, buf, len, &eof);
+  size_t n;
+  if (!c->tls) {
+    /* No copy into nghttp2's frame buffer: send_data copies the bytes
+     * from the call's queue straight into the output buffer. */
+    n = mrpc__call_ready(call, len, &eof);
+    if (n) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  } else {
+    n = mrpc__call_pull(call, buf, len, &eof);
+  }
   if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
   if (eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -235,6 +256,26 @@ static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf,
     }
   }
   return (ssize_t)n;
+}
+
+/* A DATA frame of data_read's NO_COPY: its header, then the bytes it
+ * promised, appended to the output gathered by mrpc__conn_flush (the frames
+ * before it are there already).  No padding is ever asked for. */
+static int send_data(nghttp2_session *s, nghttp2_frame *f,
+                     const uint8_t *framehd, size_t length,
+                     nghttp2_data_source *src, void *ud) {
+  (void)s;
+  (void)f;
+  mrpc__conn *c = ud;
+  if (mrpc__conn_out_reserve(c, 9 + length) != 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  int eof;
+  uint8_t *p = c->out + c->out_len;
+  memcpy(p, framehd, 9);
+  if (mrpc__call_pull(src->ptr, p + 9, length, &eof) != length)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  c->out_len += 9 + length;
+  return 0;
 }
 
 static int submit_common(mrpc__conn *c, mrpc_call *call, const mrpc__hdr *h,
@@ -373,6 +414,15 @@ void mrpc__conn_goaway(mrpc__conn *c, const char *why) {
   mrpc__conn_flush(c);
 }
 
+static void *ng_malloc(size_t n, void *ud) { return mrpc__blk_alloc(ud, n); }
+static void ng_free(void *p, void *ud) { mrpc__blk_free(ud, p); }
+static void *ng_calloc(size_t m, size_t n, void *ud) {
+  return mrpc__blk_calloc(ud, m, n);
+}
+static void *ng_realloc(void *p, size_t n, void *ud) {
+  return mrpc__blk_realloc(ud, p, n);
+}
+
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f,
                             int lib_error, void *ud) {
   (void)s;
@@ -421,6 +471,7 @@ int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
                                                          on_stream_close);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(
       cbs, on_invalid_frame);
   /* Windows are reopened as the application takes the data. */
@@ -430,10 +481,12 @@ int mrpc__conn_new(mrpc__loop *loop, int fd, int connecting,
   if (cfg->is_server)
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
 
-  nghttp2_mem mem = {0};
-  (void)mem;
-  int rv = cfg->is_server ? nghttp2_session_server_new2(&c->ng, cbs, c, opt)
-                          : nghttp2_session_client_new2(&c->ng, cbs, c, opt);
+  /* nghttp2 allocates and frees several blocks per stream: the loop's
+   * block cache recycles them. */
+  nghttp2_mem mem = {loop, ng_malloc, ng_free, ng_calloc, ng_realloc};
+  int rv = cfg->is_server
+               ? nghttp2_session_server_new3(&c->ng, cbs, c, opt, &mem)
+               : nghttp2_session_client_new3(&c->ng, cbs, c, opt, &mem);
   nghttp2_session_callbacks_del(cbs);
   nghttp2_option_del(opt);
   if (rv != 0) goto oom;

@@ -95,6 +95,9 @@ mrpc_status_code mrpc__ic_send(mrpc_call *call, const ProtobufCMessage **pm,
 }
 
 void mrpc__ic_end(mrpc_call *call, mrpc_status *st) {
+  /* No interceptor: nothing to order.  ics is set once, before the call
+   * is shared (mrpc__ic_start), so it is read without the lock. */
+  if (!call->ics) return;
   /* Under ic_mu: a send hook running on another thread finishes first, and
    * none starts after (mrpc_call_send checks ic_ended under the lock). */
   pthread_mutex_lock(&call->ic_mu);

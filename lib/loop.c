@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -14,6 +16,36 @@
 #include <unistd.h>
 
 #define MAX_EVENTS 64
+
+/* Block cache: one free list per 16-byte size up to BLK_MAX_SIZE (header
+ * included), so a block costs what libc would give; at most BLK_KEEP_BYTES
+ * kept per loop, enough for the streams of a busy loop. */
+#define BLK_GRAIN 16
+#define BLK_MAX_SIZE 2048
+#define BLK_CLASSES (BLK_MAX_SIZE / BLK_GRAIN + 1)
+#define BLK_KEEP_BYTES (1024 * 1024)
+#define BLK_BIG 0 /* class of a plain allocation (larger blocks) */
+
+/* Under AddressSanitizer a kept block is poisoned: a use after free still
+ * shows, as it would with libc's free. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define BLK_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define BLK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define BLK_POISON(p, n) ((void)(p), (void)(n))
+#define BLK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* In front of every block: its class (size / BLK_GRAIN), or BLK_BIG.
+ * 16 bytes keep the block as aligned as malloc's. */
+typedef union blk_hdr {
+  struct {
+    union blk_hdr *next; /* while cached */
+    size_t cls;
+  } h;
+  max_align_t align;
+} blk_hdr;
 
 struct mrpc__loop {
   const mrpc_allocator *alloc;
@@ -29,6 +61,9 @@ struct mrpc__loop {
   /* Timer min-heap by when_ms (1-based indices stored in timers). */
   mrpc__timer **heap;
   size_t heap_len, heap_cap;
+  /* Block cache (loop thread only). */
+  blk_hdr *blk_free[BLK_CLASSES];
+  size_t blk_bytes; /* bytes of the blocks kept */
 };
 
 int64_t mrpc__now_ms(void) {
@@ -78,6 +113,13 @@ void mrpc__loop_del(mrpc__loop *l) {
     t->fn(t, 1);
     t = next;
   }
+  for (int i = 1; i < BLK_CLASSES; i++)
+    while (l->blk_free[i]) {
+      blk_hdr *b = l->blk_free[i];
+      l->blk_free[i] = b->h.next;
+      BLK_UNPOISON(b + 1, (size_t)i * BLK_GRAIN - sizeof *b);
+      free(b);
+    }
   mrpc__io_stop(l, &l->wake);
   close(l->wake.fd);
   close(l->epfd);
@@ -93,6 +135,76 @@ const mrpc_allocator *mrpc__loop_alloc(const mrpc__loop *l) {
 int mrpc__loop_on_thread(const mrpc__loop *l) {
   return atomic_load(&((mrpc__loop *)l)->running) &&
          pthread_equal(l->thread, pthread_self());
+}
+
+/* ---- block cache ---- */
+
+/* The loop this thread runs, if any: the cache is touched only through it,
+ * so a block freed on another thread (or after the loop is gone) never
+ * reads the loop. */
+static _Thread_local mrpc__loop *tl_loop;
+
+void *mrpc__blk_alloc(mrpc__loop *l, size_t n) {
+  blk_hdr *b;
+  if (n > BLK_MAX_SIZE - sizeof *b) {
+    if (n > SIZE_MAX - sizeof *b) return NULL;
+    b = malloc(sizeof *b + n);
+    if (!b) return NULL;
+    b->h.cls = BLK_BIG;
+    return b + 1;
+  }
+  size_t c = (n + sizeof *b + BLK_GRAIN - 1) / BLK_GRAIN;
+  if (tl_loop == l && (b = l->blk_free[c]) != NULL) {
+    l->blk_free[c] = b->h.next;
+    l->blk_bytes -= c * BLK_GRAIN;
+    BLK_UNPOISON(b + 1, c * BLK_GRAIN - sizeof *b);
+  } else if ((b = malloc(c * BLK_GRAIN)) == NULL) {
+    return NULL;
+  }
+  b->h.cls = c;
+  return b + 1;
+}
+
+void *mrpc__blk_calloc(mrpc__loop *l, size_t nmemb, size_t n) {
+  if (n && nmemb > SIZE_MAX / n) return NULL;
+  void *p = mrpc__blk_alloc(l, nmemb * n);
+  if (p) memset(p, 0, nmemb * n);
+  return p;
+}
+
+void mrpc__blk_free(mrpc__loop *l, void *p) {
+  if (!p) return;
+  blk_hdr *b = (blk_hdr *)p - 1;
+  size_t c = b->h.cls;
+  if (tl_loop == l && c != BLK_BIG &&
+      l->blk_bytes + c * BLK_GRAIN <= BLK_KEEP_BYTES) {
+    b->h.next = l->blk_free[c];
+    l->blk_free[c] = b;
+    l->blk_bytes += c * BLK_GRAIN;
+    BLK_POISON(b + 1, c * BLK_GRAIN - sizeof *b);
+    return;
+  }
+  free(b);
+}
+
+void *mrpc__blk_realloc(mrpc__loop *l, void *p, size_t n) {
+  if (!p) return mrpc__blk_alloc(l, n);
+  blk_hdr *b = (blk_hdr *)p - 1;
+  size_t c = b->h.cls;
+  int big = n > BLK_MAX_SIZE - sizeof *b;
+  if (c == BLK_BIG && big) {
+    if (n > SIZE_MAX - sizeof *b) return NULL;
+    blk_hdr *nb = realloc(b, sizeof *b + n);
+    return nb ? nb + 1 : NULL;
+  }
+  /* A plain block shrinking into the cached sizes keeps n bytes. */
+  size_t have = c == BLK_BIG ? n : c * BLK_GRAIN - sizeof *b;
+  if (n <= have && c != BLK_BIG) return p;
+  void *q = mrpc__blk_alloc(l, n);
+  if (!q) return NULL;
+  memcpy(q, p, have < n ? have : n);
+  mrpc__blk_free(l, p);
+  return q;
 }
 
 void mrpc__loop_stop(mrpc__loop *l) {
@@ -235,6 +347,8 @@ void mrpc__loop_run(mrpc__loop *l) {
   struct epoll_event evs[MAX_EVENTS];
   l->thread = pthread_self();
   atomic_store(&l->running, 1);
+  mrpc__loop *outer = tl_loop;
+  tl_loop = l;
   while (!atomic_load(&l->stop)) {
     int timeout = -1;
     pthread_mutex_lock(&l->mu);
@@ -252,8 +366,12 @@ void mrpc__loop_run(mrpc__loop *l) {
       io->cb(io, evs[i].events);
     }
     run_timers(l);
-    run_tasks(l);
+    /* Tasks posted by tasks (a flush after an operation from another
+     * thread) get one more pass before the next epoll_wait: that saves a
+     * poll round, and a task re-posting itself still can not starve I/O. */
+    if (run_tasks(l)) run_tasks(l);
   }
+  tl_loop = outer;
   atomic_store(&l->running, 0);
   atomic_store(&l->stop, 0);
 }

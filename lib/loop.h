@@ -75,4 +75,16 @@ void mrpc__timer_stop(mrpc__loop *loop, mrpc__timer *t);
 
 const mrpc_allocator *mrpc__loop_alloc(const mrpc__loop *loop);
 
+/* Small blocks for objects that come and go with requests (nghttp2's
+ * streams, frames, header buffers): freed blocks are kept per loop and
+ * handed out again, which libc's per-thread cache does for at most 7 blocks
+ * of a size.  Safe from any thread, even once the loop is deleted: off the
+ * loop thread blocks come from and go to libc.  Same contracts as
+ * malloc/calloc/realloc/free; a block may be freed or resized through any
+ * loop (it then joins that loop's cache). */
+void *mrpc__blk_alloc(mrpc__loop *loop, size_t n);
+void *mrpc__blk_calloc(mrpc__loop *loop, size_t nmemb, size_t n);
+void *mrpc__blk_realloc(mrpc__loop *loop, void *p, size_t n);
+void mrpc__blk_free(mrpc__loop *loop, void *p);
+
 #endif

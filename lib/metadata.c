@@ -6,37 +6,66 @@
 
 #include "alloc.h"
 
-/* key and value share one allocation: "key\0value\0". */
-typedef struct entry {
-  char *key;
-  size_t klen;
-  uint8_t *val;
-  size_t vlen;
-} entry;
+typedef mrpc__md_entry entry;
 
-struct mrpc_metadata {
-  const mrpc_allocator *alloc;
-  entry *v;
-  size_t n, cap;
-};
+void mrpc__metadata_init(mrpc_metadata *md, const mrpc_allocator *alloc) {
+  md->alloc = alloc;
+  md->v = md->inline_v;
+  md->n = 0;
+  md->cap = MRPC__MD_INLINE_ENTRIES;
+  md->embedded = 1;
+  md->arena_used = 0;
+}
 
 mrpc_metadata *mrpc_metadata_new(const mrpc_allocator *alloc) {
-  mrpc_metadata *md = mrpc__calloc(alloc, 1, sizeof(*md));
-  if (md) md->alloc = alloc;
+  mrpc_metadata *md = mrpc__malloc(alloc, sizeof(*md));
+  if (!md) return NULL;
+  mrpc__metadata_init(md, alloc);
+  md->embedded = 0;
   return md;
+}
+
+static int in_arena(const mrpc_metadata *md, const char *p) {
+  return p >= md->arena && p < md->arena + sizeof md->arena;
+}
+
+/* Room for one entry's "key\0value\0": from the arena while it lasts. */
+static char *block_alloc(mrpc_metadata *md, size_t n) {
+  if (n <= sizeof md->arena - md->arena_used) {
+    char *p = md->arena + md->arena_used;
+    md->arena_used += n;
+    return p;
+  }
+  return mrpc__malloc(md->alloc, n);
+}
+
+/* Gives back the block of the entry last prepared (not committed). */
+static void block_free_last(mrpc_metadata *md, char *p) {
+  if (in_arena(md, p))
+    md->arena_used = (size_t)(p - md->arena);
+  else
+    mrpc__free(md->alloc, p);
 }
 
 void mrpc_metadata_clear(mrpc_metadata *md) {
   if (!md) return;
-  for (size_t i = 0; i < md->n; i++) mrpc__free(md->alloc, md->v[i].key);
+  for (size_t i = 0; i < md->n; i++)
+    if (!in_arena(md, md->v[i].key)) mrpc__free(md->alloc, md->v[i].key);
   md->n = 0;
+  md->arena_used = 0;
+}
+
+void mrpc__metadata_fini(mrpc_metadata *md) {
+  mrpc_metadata_clear(md);
+  if (md->v != md->inline_v) mrpc__free(md->alloc, md->v);
+  md->v = md->inline_v;
+  md->cap = MRPC__MD_INLINE_ENTRIES;
 }
 
 void mrpc_metadata_del(mrpc_metadata *md) {
   if (!md) return;
-  mrpc_metadata_clear(md);
-  mrpc__free(md->alloc, md->v);
-  mrpc__free(md->alloc, md);
+  mrpc__metadata_fini(md);
+  if (!md->embedded) mrpc__free(md->alloc, md);
 }
 
 size_t mrpc_metadata_count(const mrpc_metadata *md) { return md ? md->n : 0; }
@@ -68,29 +97,50 @@ size_t mrpc__metadata_key_len(const mrpc_metadata *md, size_t i) {
   return md && i < md->n ? md->v[i].klen : 0;
 }
 
+/* [0-9a-z_.-]: one table load per character. */
+static const unsigned char key_char[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1};
+
 int mrpc__metadata_key_valid(const char *key, size_t len) {
   if (!key || len == 0) return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = key[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '_' ||
-          c == '.' || c == '-'))
-      return 0;
-  }
+  for (size_t i = 0; i < len; i++)
+    if (!key_char[(unsigned char)key[i]]) return 0;
   return 1;
 }
 
 int mrpc__metadata_key_reserved(const char *key, size_t len) {
-  static const char *const conn[] = {
-      "te",         "content-type",     "user-agent",
-      "host",       "connection",       "keep-alive",
-      "proxy-connection", "transfer-encoding", "upgrade",
-  };
+  /* By length first: this runs for every request header the library does
+   * not consume itself. */
+#define IS(lit) (len == sizeof(lit) - 1 && memcmp(key, lit, len) == 0)
   if (!key) return 0;
   if (len >= 1 && key[0] == ':') return 1;
   if (len >= 5 && memcmp(key, "grpc-", 5) == 0) return 1;
-  for (size_t i = 0; i < sizeof(conn) / sizeof(conn[0]); i++)
-    if (strlen(conn[i]) == len && memcmp(conn[i], key, len) == 0) return 1;
-  return 0;
+  switch (len) {
+  case 2:
+    return IS("te");
+  case 4:
+    return IS("host");
+  case 7:
+    return IS("upgrade");
+  case 10:
+    return IS("user-agent") || IS("connection") || IS("keep-alive");
+  case 12:
+    return IS("content-type");
+  case 16:
+    return IS("proxy-connection");
+  case 17:
+    return IS("transfer-encoding");
+  default:
+    return 0;
+  }
+#undef IS
 }
 
 int mrpc__metadata_key_is_bin(const char *key, size_t len) {
@@ -108,13 +158,15 @@ static int value_printable(const uint8_t *v, size_t len) {
 static entry *entry_prepare(mrpc_metadata *md, const char *key, size_t klen,
                             size_t vmax) {
   if (md->n == md->cap) {
-    size_t ncap = md->cap ? md->cap * 2 : 8;
-    entry *nv = mrpc__realloc(md->alloc, md->v, ncap * sizeof(*nv));
+    size_t ncap = md->cap * 2;
+    entry *nv = mrpc__malloc(md->alloc, ncap * sizeof(*nv));
     if (!nv) return NULL;
+    memcpy(nv, md->v, md->n * sizeof(*nv));
+    if (md->v != md->inline_v) mrpc__free(md->alloc, md->v);
     md->v = nv;
     md->cap = ncap;
   }
-  char *block = mrpc__malloc(md->alloc, klen + 1 + vmax + 1);
+  char *block = block_alloc(md, klen + 1 + vmax + 1);
   if (!block) return NULL;
   entry *e = &md->v[md->n];
   memcpy(block, key, klen);
@@ -180,7 +232,7 @@ int mrpc__metadata_add_wire(mrpc_metadata *md, const uint8_t *name,
   size_t out = 0;
   int rc = mrpc__base64_decode((const char *)value, vlen, e->val, &out);
   if (rc) {
-    mrpc__free(md->alloc, e->key);
+    block_free_last(md, e->key);
     return rc;
   }
   e->val[out] = '\0';

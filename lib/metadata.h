@@ -4,6 +4,35 @@
 
 #include <minirpc/metadata.h>
 
+/* One entry: key and value share one block, "key\0value\0". */
+typedef struct mrpc__md_entry {
+  char *key;
+  size_t klen;
+  uint8_t *val;
+  size_t vlen;
+} mrpc__md_entry;
+
+/* Most maps hold a few short entries (a request's custom headers): those
+ * live inside the map, with no allocation.  Defined here so that a call can
+ * embed its request map (mrpc__metadata_init). */
+#define MRPC__MD_INLINE_ENTRIES 4
+#define MRPC__MD_INLINE_BYTES 96
+
+struct mrpc_metadata {
+  const mrpc_allocator *alloc;
+  mrpc__md_entry *v; /* inline_v until it outgrows it */
+  size_t n, cap;
+  int embedded;      /* inside another object: del does not free it */
+  size_t arena_used; /* bytes of arena given to entries */
+  mrpc__md_entry inline_v[MRPC__MD_INLINE_ENTRIES];
+  char arena[MRPC__MD_INLINE_BYTES];
+};
+
+/* Sets up a map embedded in another object; mrpc__metadata_fini releases
+ * its entries (mrpc_metadata_del on it does the same, never frees it). */
+void mrpc__metadata_init(mrpc_metadata *md, const mrpc_allocator *alloc);
+void mrpc__metadata_fini(mrpc_metadata *md);
+
 /* 1 if key[0..len) is a legal metadata name: non-empty, [0-9a-z_.-] only. */
 int mrpc__metadata_key_valid(const char *key, size_t len);
 

@@ -86,5 +86,13 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p,
 
 int mrpc__pb_strings_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p,
                         size_t len) {
+  /* Nothing to check in a message without string or message fields: skip
+   * the walk over its bytes. */
+  unsigned i;
+  for (i = 0; i < d->n_fields; i++)
+    if (d->fields[i].type == PROTOBUF_C_TYPE_STRING ||
+        d->fields[i].type == PROTOBUF_C_TYPE_MESSAGE)
+      break;
+  if (i == d->n_fields) return 1;
   return walk(d, p, p + len, 0);
 }

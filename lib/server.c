@@ -616,12 +616,16 @@ int mrpc_server_shutdown(mrpc_server *s, int grace_ms) {
 void mrpc_server_del(mrpc_server *s) {
   if (!s) return;
   mrpc_server_shutdown(s, 0);
+  /* The loops are stopped: finish what is left on this thread, before the
+   * pool goes (a blocking handler still waiting for its request starts
+   * when its call ends). */
+  for (int i = 0; s->loops && i < s->n_loops; i++)
+    while (s->loops[i].n_conns)
+      mrpc__conn_close(s->loops[i].conns[s->loops[i].n_conns - 1]);
   mrpc__pool_del(s->pool);
   if (s->loops) {
     for (int i = 0; i < s->n_loops; i++) {
       mrpc__server_loop *sl = &s->loops[i];
-      /* The loop is stopped: finish what is left on this thread. */
-      while (sl->n_conns) mrpc__conn_close(sl->conns[sl->n_conns - 1]);
       close_listeners(sl);
       mrpc__loop_del(sl->loop);
       mrpc__free(s->alloc, sl->conns);

@@ -65,9 +65,18 @@ const char *mrpc_status_code_name(int code) {
   return names[code];
 }
 
+/* The message of mrpc__status_set_empty: never freed. */
+static char empty_message[1];
+
+void mrpc__status_set_empty(mrpc_status *st, mrpc_status_code code) {
+  mrpc_status_free(st);
+  st->code = code;
+  st->message = empty_message;
+}
+
 void mrpc_status_free(mrpc_status *st) {
   if (!st) return;
-  free(st->message);
+  if (st->message != empty_message) free(st->message);
   free(st->details);
   st->code = MRPC_STATUS_OK;
   st->message = NULL;

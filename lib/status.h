@@ -37,4 +37,10 @@ int mrpc__status_set(mrpc_status *st, mrpc_status_code code,
                      const char *message, const void *details,
                      size_t details_len);
 
+/* Sets *st to code with message "" and no details, without allocating: the
+ * message is a shared empty string that mrpc_status_free knows not to
+ * free.  Only for statuses the library keeps (a server call's), never for
+ * one handed to the application to own. */
+void mrpc__status_set_empty(mrpc_status *st, mrpc_status_code code);
+
 #endif

@@ -39,6 +39,9 @@ struct mrpc_stream {
   mrpc_blocking_handler handler;
   void *user;
   mrpc__job job;
+  /* Unary and server streaming: the job waits here until the request (or
+   * the end of the call) is in, so the worker never sleeps in recv. */
+  mrpc__pool *start_pool;
   int status_set;
   int bad_code; /* mrpc_stream_set_status got a code outside 0..16 */
   mrpc_status reply;
@@ -76,6 +79,31 @@ static void stream_release(mrpc_stream *s) {
 
 /* ---- I/O thread side ---- */
 
+/* Wakes the reader or writer after mu is released, so that it does not
+ * wake into a held lock.  The call's own hold on s lasts until on_done,
+ * which alone signals under the lock (the other side may free s after). */
+static void wake(mrpc_stream *s) { pthread_cond_broadcast(&s->cv); }
+
+/* Under mu: the pool to start a waiting handler on, once. */
+static mrpc__pool *take_start(mrpc_stream *s) {
+  mrpc__pool *p = s->start_pool;
+  s->start_pool = NULL;
+  return p;
+}
+
+static void serve_job(mrpc__job *job);
+
+/* Queues the handler of a server stream that waited for its request. */
+static void start_handler(mrpc_stream *s, mrpc__pool *pool) {
+  if (mrpc__pool_submit(pool, &s->job) == 0) return;
+  mrpc_call *call = s->call;
+  mrpc_call_ref(call);
+  stream_release(s); /* the handler's hold: it will not run */
+  mrpc_call_finish(call, MRPC_STATUS_UNAVAILABLE, "server is shutting down",
+                   NULL, 0);
+  mrpc_call_unref(call);
+}
+
 static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
                        void *ctx) {
   mrpc_stream *s = ctx;
@@ -103,8 +131,10 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
     s->held = 1;
     call->rx_hold = 1;
   }
-  pthread_cond_broadcast(&s->cv);
+  mrpc__pool *start = take_start(s);
   pthread_mutex_unlock(&s->mu);
+  wake(s);
+  if (start) start_handler(s, start);
 }
 
 static void on_half_close(mrpc_call *call, void *ctx) {
@@ -112,8 +142,10 @@ static void on_half_close(mrpc_call *call, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->half_closed = 1;
-  pthread_cond_broadcast(&s->cv);
+  mrpc__pool *start = take_start(s);
   pthread_mutex_unlock(&s->mu);
+  wake(s);
+  if (start) start_handler(s, start);
 }
 
 static void on_writable(mrpc_call *call, void *ctx) {
@@ -121,8 +153,8 @@ static void on_writable(mrpc_call *call, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->writable = 1;
-  pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
+  wake(s);
 }
 
 static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
@@ -130,11 +162,15 @@ static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->done = 1;
-  mrpc__status_set(&s->final, st->code, st->message, st->details,
-                   st->details_len);
+  if (!s->is_server) /* a server's handler never reads it */
+    mrpc__status_set(&s->final, st->code, st->message, st->details,
+                     st->details_len);
   pthread_cond_broadcast(&s->cv);
   int last = --s->refs == 0;
+  /* Ended before its request: the handler still runs (recv says so). */
+  mrpc__pool *start = take_start(s);
   pthread_mutex_unlock(&s->mu);
+  if (start) start_handler(s, start); /* its reference keeps s */
   if (last) stream_free(s);
 }
 
@@ -279,6 +315,11 @@ int mrpc__stream_serve(mrpc_call *call, mrpc_blocking_handler handler,
   s->job.fn = serve_job;
   call->take_messages = 1;
   mrpc_call_set_ops(call, &stream_ops, s);
+  mrpc_method_kind k = call->method->kind;
+  if (k == MRPC_UNARY || k == MRPC_SERVER_STREAMING) {
+    s->start_pool = pool; /* on_message, on_half_close or on_done */
+    return 0;
+  }
   int rv = mrpc__pool_submit(pool, &s->job);
   if (rv) s->refs--; /* no handler will run; on_done frees the stream */
   return rv;

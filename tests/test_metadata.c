@@ -511,6 +511,46 @@ static void test_metadata_append_empty_source(void **state) {
   mrpc_metadata_del(dst);
 }
 
+/* An embedded map (a call's request headers): small entries live in the
+ * map, larger ones and those past the inline room on the heap; clear and
+ * fini leave nothing behind (cmocka checks the heap blocks). */
+static void test_metadata_embedded_mixes_inline_and_heap_entries(
+    void **state) {
+  (void)state;
+  memset(&g_tracker, 0, sizeof(g_tracker));
+  mrpc_metadata md;
+  mrpc__metadata_init(&md, &g_alloc);
+  char big[300];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  char key[16], val[16];
+  for (int round = 0; round < 2; round++) {
+    assert_int_equal(mrpc_metadata_add_str(&md, "a", "1"), 0);
+    assert_int_equal(mrpc_metadata_add_str(&md, "big", big), 0);
+    for (int i = 0; i < 20; i++) {
+      snprintf(key, sizeof key, "k%d", i);
+      snprintf(val, sizeof val, "v%d", i);
+      assert_int_equal(add_wire(&md, key, val), 0);
+    }
+    /* A bad "-bin" value is refused and leaves no trace. */
+    assert_int_equal(add_wire(&md, "b-bin", "!!!!"), MRPC_ERR_PARSE);
+    assert_int_equal(add_wire(&md, "c-bin", "Zm9vYmFy"), 0);
+    assert_int_equal(mrpc_metadata_count(&md), 23);
+    check_at(&md, 0, "a", "1", 1);
+    check_at(&md, 1, "big", big, strlen(big));
+    for (int i = 0; i < 20; i++) {
+      snprintf(key, sizeof key, "k%d", i);
+      snprintf(val, sizeof val, "v%d", i);
+      check_at(&md, (size_t)i + 2, key, val, strlen(val));
+    }
+    check_at(&md, 22, "c-bin", "foobar", 6);
+    mrpc_metadata_clear(&md); /* the second round reuses the room */
+    assert_int_equal(mrpc_metadata_count(&md), 0);
+  }
+  assert_int_equal(mrpc_metadata_add_str(&md, "z", "26"), 0);
+  mrpc__metadata_fini(&md);
+}
+
 /* ---- out of memory ---- */
 
 /* A run of every allocating operation; returns the first error. */
@@ -598,6 +638,7 @@ int main(void) {
       T(test_metadata_add_wire_uses_name_length_not_nul),
       T(test_metadata_append_copies_entries_in_order),
       T(test_metadata_append_empty_source),
+      T(test_metadata_embedded_mixes_inline_and_heap_entries),
       T(test_metadata_reports_nomem_for_each_failed_allocation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

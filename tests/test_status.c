@@ -347,6 +347,31 @@ static void test_status_free_resets_and_accepts_null(void **state) {
   mrpc_status_free(NULL);
 }
 
+/* The allocation-free empty status: "" like any other, replaced and freed
+ * through the usual calls (ASan flags a free of the shared string). */
+static void test_status_set_empty_behaves_like_an_empty_message(void **state) {
+  (void)state;
+  mrpc_status st = {0};
+  assert_int_equal(mrpc__status_set(&st, MRPC_STATUS_ABORTED, "x", "y", 1),
+                   0);
+  mrpc__status_set_empty(&st, MRPC_STATUS_OK); /* frees what it held */
+  assert_int_equal(st.code, MRPC_STATUS_OK);
+  assert_string_equal(st.message, "");
+  assert_null(st.details);
+  assert_int_equal(st.details_len, 0);
+  /* An end hook's mrpc_status_set over it: copies, then frees the old. */
+  assert_int_equal(mrpc_status_set(&st, MRPC_STATUS_INTERNAL, "changed"), 0);
+  assert_string_equal(st.message, "changed");
+  mrpc__status_set_empty(&st, MRPC_STATUS_UNKNOWN);
+  assert_int_equal(
+      mrpc__status_set(&st, MRPC_STATUS_UNKNOWN, st.message, NULL, 0), 0);
+  assert_string_equal(st.message, "");
+  mrpc_status_free(&st);
+  mrpc__status_set_empty(&st, MRPC_STATUS_OK);
+  mrpc_status_free(&st);
+  assert_null(st.message);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_status_code_names_are_canonical),
@@ -372,6 +397,7 @@ int main(void) {
       cmocka_unit_test(test_status_set_null_message_gives_empty_string),
       cmocka_unit_test(test_status_set_replaces_previous_contents),
       cmocka_unit_test(test_status_free_resets_and_accepts_null),
+      cmocka_unit_test(test_status_set_empty_behaves_like_an_empty_message),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
