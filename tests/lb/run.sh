@@ -24,6 +24,8 @@
 #   single-fail-fast   the same with fail-fast calls: they fail
 #                      (UNAVAILABLE) while the server is down, and none
 #                      after the first success on the restarted one
+#   rr-grpcio          round_robin over two grpcio servers (py_server.py):
+#                      every call succeeds, both servers get calls
 # Events are ordered through the client's output and its control files
 # (lb_client --control); the only sleep is the outage of the single-server
 # cases, and nothing is asserted about its length.  Prints "PASS lb <case>"
@@ -348,5 +350,63 @@ rr_case rr-fail-fast 0
 rr_case rr-retry-policy 1 1
 single_case single-wait-for-ready 1
 single_case single-fail-fast 0
+
+# ---- round_robin over grpcio servers -----------------------------------------
+# The same channel against another implementation's servers: Debian's
+# grpcio (tests/interop/py_server.py, stubs generated here as
+# tests/interop/run.sh does).  20 calls, none fails, both servers get some.
+grpcio_case() {
+    local name=rr-grpcio i n p rc
+    case_failed=0
+    local gen=$WORK/py pids=() ports=()
+    mkdir -p "$gen"
+    if ! timeout 60 protoc -Itests/interop --python_out="$gen" --grpc_out="$gen" \
+        --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin \
+        tests/interop/test.proto >"$WORK/protoc.log" 2>&1; then
+        fail "$name" "protoc for Python failed: $(head -c 300 "$WORK/protoc.log")"
+        return
+    fi
+    for i in 1 2; do
+        timeout -k 2 60 env PYTHONPATH="$gen" /usr/bin/python3 \
+            tests/interop/py_server.py --port=0 >"$WORK/py$i.out" \
+            2>"$WORK/py$i.err" &
+        pids+=($!)
+        srv_pid[10 + i]=$!
+        p=
+        for ((n = 0; n < WAIT * 20; n++)); do
+            p=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$WORK/py$i.out")
+            [[ -n $p ]] && break
+            sleep 0.05
+        done
+        [[ -n $p ]] || { fail "$name" "grpcio server $i did not start"; break; }
+        ports+=("$p")
+    done
+    if ((!case_failed)); then
+        : >"$WORK/client.err"
+        timeout -k 2 60 "$CLIENT" --target="ipv4:127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}" \
+            --lb=round_robin --calls=20 --interval_ms=0 >"$WORK/client.out" \
+            2>"$WORK/client.err"
+        rc=$?
+    fi
+    for p in "${pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    srv_pid=()
+    ((case_failed)) && return
+    client_checks "$name" "$rc"
+    ((case_failed)) && return
+    local a b
+    a=$(grep -cE "$(peer_re "${ports[0]}")" "$WORK/client.out")
+    b=$(grep -cE "$(peer_re "${ports[1]}")" "$WORK/client.out")
+    if ! grep -qx 'summary ok=20 failed=0' "$WORK/client.out"; then
+        fail "$name" "not every call succeeded"
+    elif ((a < 5 || b < 5)); then
+        fail "$name" "calls per server $a and $b, want each at least 5"
+    else
+        pass "$name"
+    fi
+}
+grpcio_case
 
 [[ $failures -eq 0 ]]
