@@ -700,11 +700,7 @@ static void exit_idle(mrpc_channel *ch) {
   if (ch->opts.resolve_interval_ms < 0 && ch->target.dns && ch->have_addrs)
     ch->addrs_stale = 1;
   if (ch->addrs_stale || !ch->have_addrs) request_resolve(ch);
-  if (ch->have_addrs) {
-    reconcile(ch);
-    for (size_t i = 0; i < ch->n_slots; i++)
-      if (ch->slots[i]->state == MRPC_CHANNEL_IDLE) slot_connect(ch->slots[i]);
-  }
+  if (ch->have_addrs) reconcile(ch); /* which connects the IDLE slots */
   update_state(ch);
 }
 
