@@ -583,7 +583,7 @@ void mrpc__call_on_remote_end(mrpc_call *call) {
 }
 
 /* The trailers-only status named by the retry policy, its stream now
- * closed: the next attempt, or that status if the channel is closing. */
+ * closed: the next attempt (a channel being deleted ends it CANCELLED). */
 static void attempt_retry(mrpc_call *call) {
   call->retry_pending = 0;
   if (atomic_load(&call->done)) return;

@@ -1239,6 +1239,9 @@ int mrpc_channel_unary(mrpc_channel *ch, const mrpc_method *m,
 /* Ends what waits, stops the timers and closes every connection (loop
  * thread, or after the loop stopped). */
 static void shut(mrpc_channel *ch) {
+  /* Connections first: a call whose retry was already decided may join
+   * the retrying list as its stream closes, and must be ended too. */
+  while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
   fail_all(ch, MRPC_STATUS_CANCELLED, "channel closed");
   mrpc__resolver_del(ch->resolver);
   ch->resolver = NULL;
@@ -1248,7 +1251,6 @@ static void shut(mrpc_channel *ch) {
     mrpc__timer_stop(ch->loop, &ch->slots[i]->connect_timer);
     mrpc__timer_stop(ch->loop, &ch->slots[i]->backoff_timer);
   }
-  while (ch->n_conns) mrpc__conn_close(ch->conns[ch->n_conns - 1]);
 }
 
 static void close_fn(mrpc__task *t, int cancelled) {
