@@ -201,6 +201,24 @@ client_checks() {  # CASE RC: the client's exit and sanitizer reports
     fi
 }
 
+# restart_and_finish CASE I RE N: server I back on its port, then at least N
+# more client lines matching RE, then the client and the servers stopped and
+# checked.  Sets before_restart (the client's line count at the restart).
+restart_and_finish() {
+    local name=$1 i=$2 re=$3 n=$4 rc
+    before_restart=$(lines)
+    if ((!case_failed)); then
+        start_server "$i" "${srv_port[$i]}" ||
+            fail "$name" "server $i did not restart on port ${srv_port[$i]}"
+    fi
+    ((case_failed)) || wait_count "$before_restart" "$re" "$n" ||
+        fail "$name" "the restarted server got no calls"
+    stop_client
+    rc=$?
+    stop_servers "$name"
+    ((case_failed)) || client_checks "$name" $rc
+}
+
 # ---- round_robin over three servers ----------------------------------------
 # retry: the client has a retry policy on UNAVAILABLE, and the kill comes
 # at any moment; without one, a wait-for-ready client is paused for the
@@ -239,21 +257,9 @@ rr_case() {
     # The survivors take the calls meanwhile.
     ((case_failed)) || wait_count "$killed_at" '^ok ' 30 ||
         fail "$name" "calls stopped after the kill"
-    local before_restart
-    before_restart=$(lines)
-    local before_count
+    local before_count before_restart
     before_count=$(grep -cE "$vre" "$WORK/client.out")
-    if ((!case_failed)); then
-        start_server $victim "${srv_port[$victim]}" ||
-            fail "$name" "server $victim did not restart on port ${srv_port[$victim]}"
-    fi
-    ((case_failed)) || wait_count "$before_restart" "$vre" 3 ||
-        fail "$name" "the restarted server got no calls"
-    stop_client
-    rc=$?
-    stop_servers "$name"
-    ((case_failed)) && return
-    client_checks "$name" $rc
+    restart_and_finish "$name" $victim "$vre" 3
     ((case_failed)) && return
     local failed after_kill_on_victim n_fail_lines bad_fail
     failed=$(sed -n 's/^summary ok=[0-9]* failed=\([0-9]*\)$/\1/p' "$WORK/client.out")
@@ -306,19 +312,8 @@ single_case() {
         fi
     fi
     local down_lines before_restart
-    before_restart=$(lines)
-    down_lines=$((before_restart - resumed_at))
-    if ((!case_failed)); then
-        start_server 1 "${srv_port[1]}" ||
-            fail "$name" "the server did not restart on port ${srv_port[1]}"
-    fi
-    ((case_failed)) || wait_count "$before_restart" '^ok ' 5 ||
-        fail "$name" "no call succeeded on the restarted server"
-    stop_client
-    rc=$?
-    stop_servers "$name"
-    ((case_failed)) && return
-    client_checks "$name" $rc
+    down_lines=$(($(lines) - resumed_at))
+    restart_and_finish "$name" 1 '^ok ' 5
     ((case_failed)) && return
     local failed first_ok_after late_fail bad_fail
     failed=$(sed -n 's/^summary ok=[0-9]* failed=\([0-9]*\)$/\1/p' "$WORK/client.out")
