@@ -52,22 +52,44 @@ int mrpc__addr_resolve(const mrpc__addr *a, int passive,
     lens[0] = sizeof *un;
     return 1;
   }
+  char err[8];
+  return mrpc__addr_getaddrinfo(a->host[0] ? a->host : NULL, a->port, passive,
+                                out, lens, max, err, sizeof err);
+}
+
+int mrpc__addr_getaddrinfo(const char *host, const char *port, int passive,
+                           struct sockaddr_storage *out, socklen_t *lens,
+                           int max, char *err, size_t errlen) {
   struct addrinfo hints = {0}, *res, *ai;
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-  if (getaddrinfo(a->host[0] ? a->host : NULL, a->port, &hints, &res) != 0)
+  const char *name = host ? host : "*";
+  int rc = getaddrinfo(host, port, &hints, &res);
+  if (rc != 0) {
+    snprintf(err, errlen, "could not resolve %s: %s", name, gai_strerror(rc));
     return MRPC_ERR_ADDR;
+  }
   int n = 0;
   /* IPv4 first: "localhost" servers commonly listen on 127.0.0.1 only. */
   for (int pass = 0; pass < 2; pass++)
     for (ai = res; ai && n < max; ai = ai->ai_next) {
       if ((pass == 0) != (ai->ai_family == AF_INET)) continue;
+      if (ai->ai_addrlen > sizeof out[0]) continue;
+      int dup = 0;
+      for (int i = 0; i < n && !dup; i++)
+        dup = lens[i] == ai->ai_addrlen &&
+              memcmp(&out[i], ai->ai_addr, ai->ai_addrlen) == 0;
+      if (dup) continue;
       memcpy(&out[n], ai->ai_addr, ai->ai_addrlen);
       lens[n++] = ai->ai_addrlen;
     }
   freeaddrinfo(res);
-  return n > 0 ? n : MRPC_ERR_ADDR;
+  if (n == 0) {
+    snprintf(err, errlen, "could not resolve %s: no TCP address", name);
+    return MRPC_ERR_ADDR;
+  }
+  return n;
 }
 
 void mrpc__addr_format(const struct sockaddr *sa, socklen_t len, char *buf,

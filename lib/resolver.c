@@ -1,10 +1,11 @@
 /* Channel targets and name resolution (see resolver.h). */
 #include "resolver.h"
 
+#include "addr.h"
+
 #include <minirpc/common.h>
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,33 +168,10 @@ int mrpc__resolve(const char *host, const char *port, mrpc__addr_list *out,
     snprintf(err, errlen, "could not resolve %s: no address", host);
     return MRPC_ERR_ADDR;
   }
-  struct addrinfo hints = {0}, *res, *ai;
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  int rc = getaddrinfo(host, port, &hints, &res);
-  if (rc != 0) {
-    snprintf(err, errlen, "could not resolve %s: %s", host, gai_strerror(rc));
-    return MRPC_ERR_ADDR;
-  }
-  /* IPv4 first: "localhost" servers commonly listen on 127.0.0.1 only. */
-  for (int pass = 0; pass < 2; pass++)
-    for (ai = res; ai && out->n < MRPC__MAX_ADDRS; ai = ai->ai_next) {
-      if ((pass == 0) != (ai->ai_family == AF_INET)) continue;
-      if (ai->ai_addrlen > sizeof out->a[0]) continue;
-      int dup = 0;
-      for (int i = 0; i < out->n && !dup; i++)
-        dup = out->len[i] == ai->ai_addrlen &&
-              memcmp(&out->a[i], ai->ai_addr, ai->ai_addrlen) == 0;
-      if (dup) continue;
-      memcpy(&out->a[out->n], ai->ai_addr, ai->ai_addrlen);
-      out->len[out->n++] = ai->ai_addrlen;
-    }
-  freeaddrinfo(res);
-  if (out->n == 0) {
-    snprintf(err, errlen, "could not resolve %s: no TCP address", host);
-    return MRPC_ERR_ADDR;
-  }
+  int n = mrpc__addr_getaddrinfo(host, port, 0, out->a, out->len,
+                                 MRPC__MAX_ADDRS, err, errlen);
+  if (n < 0) return n;
+  out->n = n;
   return 0;
 }
 
@@ -302,12 +280,11 @@ int mrpc__resolver_new(mrpc__loop *loop, const char *host, const char *port,
   return 0;
 }
 
-int mrpc__resolver_request(mrpc__resolver *r) {
+void mrpc__resolver_request(mrpc__resolver *r) {
   pthread_mutex_lock(&r->mu);
   r->want = 1;
   pthread_cond_signal(&r->cv);
   pthread_mutex_unlock(&r->mu);
-  return 0;
 }
 
 void mrpc__resolver_del(mrpc__resolver *r) {

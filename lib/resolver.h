@@ -50,9 +50,9 @@ typedef void (*mrpc__resolved_fn)(void *ctx, const mrpc__addr_list *list,
 int mrpc__resolver_new(mrpc__loop *loop, const char *host, const char *port,
                        mrpc__resolved_fn fn, void *ctx, mrpc__resolver **out);
 
-/* Asks for a resolution (loop thread).  One is in progress at most; a
- * request during one is answered by it.  Returns 0 or MRPC_ERR_NOMEM. */
-int mrpc__resolver_request(mrpc__resolver *r);
+/* Asks for a resolution (loop thread).  One runs at a time; requests made
+ * during one are answered by one more. */
+void mrpc__resolver_request(mrpc__resolver *r);
 
 /* Stops: fn is not called after this returns (loop thread, or after the
  * loop stopped).  The thread is detached, not joined, so that a slow DNS
