@@ -4,6 +4,7 @@
 #
 #   BUILD=build bench/run.sh [--smoke] [--reps=N] [--secs=S] [--only=W1,W4,...]
 #                            [--no-callgrind] [--no-strace] [--wait-quiet=SECS]
+#                            [--servers=mrpc-event,mrpc-blocking,grpc++,floor]
 #
 # (make bench passes BENCH_ARGS on.)  --wait-quiet waits before each workload,
 # up to SECS, for other processes to leave the machine nearly idle: on a
@@ -58,6 +59,7 @@ RAW=$OUT/raw.tsv
 META=$OUT/meta.tsv
 
 SMOKE=0 REPS=3 SECS=1.0 ONLY="" DO_CALLGRIND=1 DO_STRACE=1 WAIT_QUIET=0
+SERVERS=(mrpc-event mrpc-blocking grpc++ floor)
 COMMAND="bench/run.sh $*"
 for arg in "$@"; do
     case $arg in
@@ -68,8 +70,10 @@ for arg in "$@"; do
     --no-callgrind) DO_CALLGRIND=0 ;;
     --no-strace) DO_STRACE=0 ;;
     --wait-quiet=*) WAIT_QUIET=${arg#*=} ;;
+    --servers=*) IFS=, read -ra SERVERS <<<"${arg#*=}" ;;
     *) echo "usage: $0 [--smoke] [--reps=N] [--secs=S] [--only=W1,...]" \
-            "[--no-callgrind] [--no-strace] [--wait-quiet=SECS]" >&2
+            "[--no-callgrind] [--no-strace] [--wait-quiet=SECS]" \
+            "[--servers=NAME,...]" >&2
        exit 2 ;;
     esac
 done
@@ -77,7 +81,12 @@ done
 [[ $SECS =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--secs: a number" >&2; exit 2; }
 [[ $WAIT_QUIET =~ ^[0-9]+$ ]] || { echo "--wait-quiet: seconds" >&2; exit 2; }
 
-SERVERS=(mrpc-event mrpc-blocking grpc++ floor)
+for s in "${SERVERS[@]}"; do
+    case $s in
+    mrpc-event | mrpc-blocking | grpc++ | floor) ;;
+    *) echo "--servers: unknown server $s" >&2; exit 2 ;;
+    esac
+done
 CLIENTS=(mrpc grpc++)
 if (( SMOKE )); then
     REPS=1
