@@ -64,6 +64,8 @@ struct mrpc__loop {
   /* Block cache (loop thread only). */
   blk_hdr *blk_free[BLK_CLASSES];
   size_t blk_bytes; /* bytes of the blocks kept */
+  void (*prepare)(void *);
+  void *prepare_arg;
 };
 
 int64_t mrpc__now_ms(void) {
@@ -232,6 +234,13 @@ void mrpc__loop_post(mrpc__loop *l, mrpc__task *t) {
   }
 }
 
+void mrpc__loop_set_prepare(mrpc__loop *l, void (*fn)(void *), void *arg) {
+  l->prepare = fn;
+  l->prepare_arg = arg;
+}
+
+int mrpc__loop_prepared(void) { return tl_loop && tl_loop->prepare; }
+
 /* Runs the tasks queued so far; tasks they post wait for the next round so
  * that a task re-posting itself can not starve I/O. */
 static int run_tasks(mrpc__loop *l) {
@@ -350,6 +359,7 @@ void mrpc__loop_run(mrpc__loop *l) {
   mrpc__loop *outer = tl_loop;
   tl_loop = l;
   while (!atomic_load(&l->stop)) {
+    if (l->prepare) l->prepare(l->prepare_arg);
     int timeout = -1;
     pthread_mutex_lock(&l->mu);
     int have_tasks = l->head != NULL;

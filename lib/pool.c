@@ -4,18 +4,23 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <semaphore.h>
 
-/* A job goes straight to an idle worker when there is one: the submitter
- * hands it over under the lock and wakes that worker alone, after
- * unlocking, so the worker does not wake into a held lock.  Idle workers
- * are a stack: the one that ran last (warm) runs next. */
+/* Jobs go through one FIFO queue; at most one worker is being woken at a
+ * time.  A woken worker that takes a job and still sees jobs queued wakes
+ * the next one (or starts one), so a queued job never waits behind a
+ * running handler, only behind wake-ups; and a burst of N jobs costs a
+ * wake-up per worker that takes part, not one per job (running workers
+ * take further jobs without sleeping).  Wake-ups happen after unlocking,
+ * so the worker does not wake into a held lock.  Idle workers are a stack:
+ * the one that ran last (warm) runs next. */
 typedef struct worker {
   struct worker *next;      /* every worker */
   struct worker *next_idle; /* in the idle stack */
   struct mrpc__pool *pool;
   pthread_t thread;
-  mrpc__job *job; /* handed over by submit, under mu */
+  int waking; /* posted or started, has not looked at the queue yet; mu */
   sem_t wake;
 } worker;
 
@@ -26,22 +31,57 @@ struct mrpc__pool {
   mrpc__job *head, *tail; /* jobs no worker has taken */
   worker *workers;
   worker *idle;
-  /* busy: jobs handed over or running (mrpc__pool_wait_idle) */
-  int max, n, busy, stopping;
+  int waking;        /* workers with waking set: 0 or 1 */
+  int max, n, stopping;
+  int busy;          /* jobs running (mrpc__pool_wait_idle) */
+  atomic_int unkicked; /* jobs queued by submit_later, no wake-up yet */
 };
+
+static void *worker_main(void *arg);
+
+/* Under mu: picks the worker to wake for the queued jobs: an idle one, or
+ * a new one while under the maximum (started here, nothing to post).
+ * Returns the idle worker to sem_post after unlocking, or NULL. */
+static worker *wake_one(mrpc__pool *p) {
+  worker *w = p->idle;
+  if (w) {
+    p->idle = w->next_idle;
+    w->waking = 1;
+    p->waking++;
+    return w;
+  }
+  if (p->n >= p->max) return NULL; /* every worker busy: jobs wait */
+  w = mrpc__calloc(p->alloc, 1, sizeof *w);
+  if (w && sem_init(&w->wake, 0, 0) == 0) {
+    w->pool = p;
+    w->waking = 1;
+    if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
+      w->next = p->workers;
+      p->workers = w;
+      p->n++;
+      p->waking++;
+      return NULL;
+    }
+    sem_destroy(&w->wake);
+  }
+  /* Out of threads: running workers still drain the queue, and a later
+   * submit tries again. */
+  mrpc__free(p->alloc, w);
+  return NULL;
+}
 
 static void *worker_main(void *arg) {
   worker *w = arg;
   mrpc__pool *p = w->pool;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    mrpc__job *j = w->job;
-    w->job = NULL;
-    if (!j && p->head) {
-      j = p->head;
-      p->head = j->next;
-      if (!p->head) p->tail = NULL;
-      p->busy++;
+    mrpc__job *j = p->head;
+    worker *next = NULL;
+    if (w->waking) {
+      w->waking = 0;
+      p->waking--;
+      /* Wake the next worker for what this one leaves in the queue. */
+      if (j && j->next && !p->waking) next = wake_one(p);
     }
     if (!j) {
       if (p->stopping) break;
@@ -53,7 +93,11 @@ static void *worker_main(void *arg) {
       pthread_mutex_lock(&p->mu);
       continue;
     }
+    p->head = j->next;
+    if (!p->head) p->tail = NULL;
+    p->busy++;
     pthread_mutex_unlock(&p->mu);
+    if (next) sem_post(&next->wake);
     j->fn(j);
     pthread_mutex_lock(&p->mu);
     p->busy--;
@@ -75,20 +119,13 @@ int mrpc__pool_new(int max_workers, const mrpc_allocator *alloc,
   return 0;
 }
 
-int mrpc__pool_submit(mrpc__pool *p, mrpc__job *job) {
+/* Queues job; with wake, also wakes a worker for it unless one is on its
+ * way.  Returns the worker to post after unlocking through *w. */
+static int submit(mrpc__pool *p, mrpc__job *job, int wake) {
   pthread_mutex_lock(&p->mu);
   if (p->stopping) {
     pthread_mutex_unlock(&p->mu);
     return MRPC_ERR_SHUTDOWN;
-  }
-  worker *w = p->idle;
-  if (w) {
-    p->idle = w->next_idle;
-    w->job = job;
-    p->busy++;
-    pthread_mutex_unlock(&p->mu);
-    sem_post(&w->wake);
-    return 0;
   }
   job->next = NULL;
   if (p->tail)
@@ -96,27 +133,36 @@ int mrpc__pool_submit(mrpc__pool *p, mrpc__job *job) {
   else
     p->head = job;
   p->tail = job;
-  /* Every worker is busy: one more, up to the maximum. */
-  if (p->n < p->max) {
-    w = mrpc__calloc(p->alloc, 1, sizeof *w);
-    if (w && sem_init(&w->wake, 0, 0) == 0) {
-      w->pool = p;
-      if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
-        w->next = p->workers;
-        p->workers = w;
-        p->n++;
-        w = NULL;
-      } else {
-        sem_destroy(&w->wake);
-      }
-    }
-    mrpc__free(p->alloc, w);
-  }
+  /* A worker already on its way takes this job or wakes the next. */
+  worker *w = NULL;
+  if (!wake)
+    atomic_store_explicit(&p->unkicked, 1, memory_order_relaxed);
+  else if (!p->waking)
+    w = wake_one(p);
   pthread_mutex_unlock(&p->mu);
+  if (w) sem_post(&w->wake);
   return 0;
 }
 
+int mrpc__pool_submit(mrpc__pool *p, mrpc__job *job) {
+  return submit(p, job, 1);
+}
+
+int mrpc__pool_submit_later(mrpc__pool *p, mrpc__job *job) {
+  return submit(p, job, 0);
+}
+
+void mrpc__pool_kick(mrpc__pool *p) {
+  if (!atomic_load_explicit(&p->unkicked, memory_order_relaxed)) return;
+  pthread_mutex_lock(&p->mu);
+  atomic_store_explicit(&p->unkicked, 0, memory_order_relaxed);
+  worker *w = p->head && !p->waking ? wake_one(p) : NULL;
+  pthread_mutex_unlock(&p->mu);
+  if (w) sem_post(&w->wake);
+}
+
 void mrpc__pool_wait_idle(mrpc__pool *p) {
+  mrpc__pool_kick(p);
   pthread_mutex_lock(&p->mu);
   while (p->busy || p->head) pthread_cond_wait(&p->idle_cv, &p->mu);
   pthread_mutex_unlock(&p->mu);

@@ -502,6 +502,10 @@ void mrpc__server_call_done(mrpc_call *call) {
 
 /* ---- threads and shutdown ---- */
 
+/* Blocking handlers queued during a loop pass get their worker woken once,
+ * before the loop polls again (mrpc__stream_submit). */
+static void kick_pool(void *pool) { mrpc__pool_kick(pool); }
+
 static void *loop_main(void *arg) {
   mrpc__server_loop *sl = arg;
   mrpc__loop_run(sl->loop);
@@ -520,6 +524,7 @@ int mrpc_server_start(mrpc_server *s) {
     mrpc__server_loop *sl = &s->loops[i];
     sl->srv = s;
     if ((rv = mrpc__loop_new(s->alloc, &sl->loop)) != 0) break;
+    mrpc__loop_set_prepare(sl->loop, kick_pool, s->pool);
     for (int l = 0; l < s->n_listeners; l++) {
       int fd = s->fds[l * s->n_loops + i];
       if (fd < 0) continue;

@@ -93,9 +93,17 @@ static mrpc__pool *take_start(mrpc_stream *s) {
 
 static void serve_job(mrpc__job *job);
 
+/* Queues a handler; on an I/O thread the worker is woken once for all the
+ * handlers of the pass, before the loop polls again (the loop's prepare
+ * hook kicks the pool). */
+static int submit_handler(mrpc_stream *s, mrpc__pool *pool) {
+  return mrpc__loop_prepared() ? mrpc__pool_submit_later(pool, &s->job)
+                               : mrpc__pool_submit(pool, &s->job);
+}
+
 /* Queues the handler of a server stream that waited for its request. */
 static void start_handler(mrpc_stream *s, mrpc__pool *pool) {
-  if (mrpc__pool_submit(pool, &s->job) == 0) return;
+  if (submit_handler(s, pool) == 0) return;
   mrpc_call *call = s->call;
   mrpc_call_ref(call);
   stream_release(s); /* the handler's hold: it will not run */
@@ -320,7 +328,7 @@ int mrpc__stream_serve(mrpc_call *call, mrpc_blocking_handler handler,
     s->start_pool = pool; /* on_message, on_half_close or on_done */
     return 0;
   }
-  int rv = mrpc__pool_submit(pool, &s->job);
+  int rv = submit_handler(s, pool);
   if (rv) s->refs--; /* no handler will run; on_done frees the stream */
   return rv;
 }
