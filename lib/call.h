@@ -239,8 +239,6 @@ void mrpc__call_rx_release(mrpc_call *call);
 /* ---- header lists ---- */
 void mrpc__hdrbuf_init(mrpc__hdrbuf *hb, const mrpc_allocator *alloc);
 void mrpc__hdrbuf_free(mrpc__hdrbuf *hb);
-void mrpc__hdrbuf_add(mrpc__hdrbuf *hb, const char *name, const char *value,
-                      size_t vlen);
 /* Adds every entry of md, base64-encoding "-bin" values. */
 void mrpc__hdrbuf_add_md(mrpc__hdrbuf *hb, const mrpc_metadata *md);
 
