@@ -20,17 +20,18 @@
 #define H2_CANCEL 8
 #define H2_REFUSED_STREAM 7
 
-static const char CT_GRPC[] = "application/grpc";
+#define CT_GRPC "application/grpc"
 
 mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
                           const mrpc__call_cfg *cfg) {
   /* Without a user allocator from the loop's block cache: a call is larger
    * than libc's per-thread cache takes. */
-  mrpc_call *call = cfg->alloc ? mrpc__calloc(cfg->alloc, 1, sizeof *call)
-                               : mrpc__blk_calloc(loop, 1, sizeof *call);
+  mrpc_call *call = cfg->alloc ? mrpc__malloc(cfg->alloc, sizeof *call)
+                               : mrpc__blk_alloc(loop, sizeof *call);
   if (!call) return NULL;
-  mrpc__metadata_init(&call->md_in, cfg->alloc);
-  call->md = &call->md_in;
+  memset(call, 0, offsetof(mrpc_call, unzeroed)); /* not the buffers last */
+  mrpc__metadata_init(&call->unzeroed.md_in, cfg->alloc);
+  call->md = &call->unzeroed.md_in;
   atomic_init(&call->refs, 1);
   call->alloc = cfg->alloc;
   call->loop = loop;
@@ -88,7 +89,7 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc_metadata_del(call->trailers);
   mrpc_metadata_del(call->out_headers);
   mrpc_metadata_del(call->out_trailers);
-  if (call->path != call->path_in) mrpc__free(a, call->path);
+  if (call->path != call->unzeroed.path_in) mrpc__free(a, call->path);
   mrpc__free(a, call->grpc_message);
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
@@ -121,22 +122,34 @@ void mrpc__hdrbuf_free(mrpc__hdrbuf *hb) {
   mrpc__hdrbuf_init(hb, hb->alloc);
 }
 
-static void hdrbuf_push(mrpc__hdrbuf *hb, const char *name, size_t nlen,
-                        const char *value, size_t vlen) {
-  if (hb->oom) return;
-  if (hb->n == hb->cap) {
-    size_t cap = hb->cap * 2;
-    mrpc__hdr *h = mrpc__malloc(hb->alloc, cap * sizeof *h);
-    if (!h) {
-      hb->oom = 1;
-      return;
-    }
-    memcpy(h, hb->h, hb->n * sizeof *h);
-    if (hb->h != hb->inline_h) mrpc__free(hb->alloc, hb->h);
-    hb->h = h;
-    hb->cap = cap;
+/* Room for n more fields: 0, or -1 (and oom). */
+static int hdrbuf_room(mrpc__hdrbuf *hb, size_t n) {
+  if (hb->oom) return -1;
+  if (hb->n + n <= hb->cap) return 0;
+  size_t cap = hb->cap * 2;
+  while (cap < hb->n + n) cap *= 2;
+  mrpc__hdr *h = mrpc__malloc(hb->alloc, cap * sizeof *h);
+  if (!h) {
+    hb->oom = 1;
+    return -1;
   }
-  hb->h[hb->n++] = (mrpc__hdr){name, nlen, value, vlen};
+  memcpy(h, hb->h, hb->n * sizeof *h);
+  if (hb->h != hb->inline_h) mrpc__free(hb->alloc, hb->h);
+  hb->h = h;
+  hb->cap = cap;
+  return 0;
+}
+
+static void hdrbuf_push(mrpc__hdrbuf *hb, const char *name, size_t nlen,
+                        const char *value, size_t vlen, unsigned flags) {
+  if (hdrbuf_room(hb, 1) == 0)
+    hb->h[hb->n++] = (mrpc__hdr){name, nlen, value, vlen, flags};
+}
+
+static void hdrbuf_append(mrpc__hdrbuf *hb, const mrpc__hdr *h, size_t n) {
+  if (hdrbuf_room(hb, n) != 0) return;
+  memcpy(hb->h + hb->n, h, n * sizeof *h);
+  hb->n += n;
 }
 
 /* Keeps s alive until the buffer is freed; NULL (and oom) on failure. */
@@ -162,10 +175,14 @@ static char *hdrbuf_own(mrpc__hdrbuf *hb, char *s) {
   return s;
 }
 
-void mrpc__hdrbuf_add(mrpc__hdrbuf *hb, const char *name, const char *value,
-                      size_t vlen) {
-  hdrbuf_push(hb, name, strlen(name), value, vlen);
-}
+/* Fields named by a lowercase string literal ("" name accepts nothing
+ * else), which the transport need not copy; the value is copied, or not
+ * either when it is static storage too. */
+#define HB_ADD(hb, name, value, vlen)                                        \
+  hdrbuf_push(hb, name, sizeof("" name) - 1, value, vlen,                    \
+              MRPC__HDR_STATIC_NAME)
+#define HB_ADD_STATIC(hb, name, value, vlen)                                 \
+  hdrbuf_push(hb, name, sizeof("" name) - 1, value, vlen, MRPC__HDR_STATIC)
 
 void mrpc__hdrbuf_add_md(mrpc__hdrbuf *hb, const mrpc_metadata *md) {
   size_t n = mrpc_metadata_count(md);
@@ -179,28 +196,36 @@ void mrpc__hdrbuf_add_md(mrpc__hdrbuf *hb, const mrpc_metadata *md) {
           hb, mrpc__malloc(hb->alloc, mrpc__base64_encoded_len(vlen) + 1));
       if (!b) return;
       size_t blen = mrpc__base64_encode(v, vlen, b);
-      hdrbuf_push(hb, k, klen, b, blen);
+      hdrbuf_push(hb, k, klen, b, blen, 0);
     } else {
-      hdrbuf_push(hb, k, klen, (const char *)v, vlen);
+      hdrbuf_push(hb, k, klen, (const char *)v, vlen, 0);
     }
   }
 }
 
 /* Adds grpc-status, grpc-message and grpc-status-details-bin. */
 static void hdrbuf_add_status(mrpc__hdrbuf *hb, const mrpc_status *st) {
-  /* 0..16: one or two digits, no printf on the hot path. */
+  /* The codes as static strings (not copied); others in one or two digits
+   * of scratch, no printf on the hot path. */
+  static const char *const CODES[] = {"0",  "1",  "2",  "3",  "4",  "5",
+                                      "6",  "7",  "8",  "9",  "10", "11",
+                                      "12", "13", "14", "15", "16"};
   unsigned c = (unsigned)st->code > 99 ? 2 : (unsigned)st->code;
-  size_t n = 0;
-  if (c >= 10) hb->scratch[n++] = (char)('0' + c / 10);
-  hb->scratch[n++] = (char)('0' + c % 10);
-  hdrbuf_push(hb, "grpc-status", 11, hb->scratch, n);
+  if (c < sizeof CODES / sizeof CODES[0]) {
+    HB_ADD_STATIC(hb, "grpc-status", CODES[c], c < 10 ? 1 : 2);
+  } else {
+    size_t n = 0;
+    if (c >= 10) hb->scratch[n++] = (char)('0' + c / 10);
+    hb->scratch[n++] = (char)('0' + c % 10);
+    HB_ADD(hb, "grpc-status", hb->scratch, n);
+  }
   if (st->message && st->message[0]) {
     size_t mlen = strlen(st->message);
     size_t elen = mrpc__percent_encode((const uint8_t *)st->message, mlen, NULL);
     char *e = hdrbuf_own(hb, mrpc__malloc(hb->alloc, elen + 1));
     if (!e) return;
     mrpc__percent_encode((const uint8_t *)st->message, mlen, e);
-    hdrbuf_push(hb, "grpc-message", 12, e, elen);
+    HB_ADD(hb, "grpc-message", e, elen);
   }
   if (st->details && st->details_len) {
     char *b = hdrbuf_own(
@@ -208,7 +233,7 @@ static void hdrbuf_add_status(mrpc__hdrbuf *hb, const mrpc_status *st) {
                          mrpc__base64_encoded_len(st->details_len) + 1));
     if (!b) return;
     size_t blen = mrpc__base64_encode(st->details, st->details_len, b);
-    hdrbuf_push(hb, "grpc-status-details-bin", 23, b, blen);
+    HB_ADD(hb, "grpc-status-details-bin", b, blen);
   }
 }
 
@@ -304,10 +329,10 @@ void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
   if (name[0] == ':') {
     if (IS(":path") && !call->path) {
-      if (vlen < sizeof call->path_in) {
-        memcpy(call->path_in, value, vlen);
-        call->path_in[vlen] = '\0';
-        call->path = call->path_in;
+      if (vlen < sizeof call->unzeroed.path_in) {
+        memcpy(call->unzeroed.path_in, value, vlen);
+        call->unzeroed.path_in[vlen] = '\0';
+        call->path = call->unzeroed.path_in;
       } else {
         call->path = mrpc__strndup(a, (const char *)value, vlen);
       }
@@ -437,12 +462,13 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
   return rv;
 }
 
-/* protobuf-c allocator over call->rx_scratch, then libc. */
+/* protobuf-c allocator over the call's rx_scratch, then libc. */
 static void *rx_alloc(void *ud, size_t n) {
   mrpc_call *call = ud;
+  uint8_t *scratch = call->unzeroed.rx_scratch;
   size_t a = (n + 15) & ~(size_t)15;
-  if (a >= n && a <= sizeof call->rx_scratch - call->rx_used) {
-    void *p = call->rx_scratch + call->rx_used;
+  if (a >= n && a <= sizeof call->unzeroed.rx_scratch - call->rx_used) {
+    void *p = scratch + call->rx_used;
     call->rx_used += a;
     return p;
   }
@@ -451,8 +477,8 @@ static void *rx_alloc(void *ud, size_t n) {
 
 static void rx_free(void *ud, void *p) {
   mrpc_call *call = ud;
-  uint8_t *b = p;
-  if (b >= call->rx_scratch && b < call->rx_scratch + sizeof call->rx_scratch)
+  uint8_t *b = p, *scratch = call->unzeroed.rx_scratch;
+  if (b >= scratch && b < scratch + sizeof call->unzeroed.rx_scratch)
     return;
   free(p);
 }
@@ -721,19 +747,25 @@ size_t mrpc__call_ready(const mrpc_call *call, size_t len, int *eof) {
   return n < len ? n : len;
 }
 
+/* What every response begins with.  compression.md: always say what we
+ * accept (answers an unsupported grpc-encoding too). */
+#define HDR_STATIC(name, value)                                              \
+  { name, sizeof("" name) - 1, value, sizeof("" value) - 1, MRPC__HDR_STATIC }
+static const mrpc__hdr RESPONSE_HEAD[] = {
+    HDR_STATIC(":status", "200"),
+    HDR_STATIC("content-type", CT_GRPC),
+    HDR_STATIC("grpc-accept-encoding", MRPC__ACCEPT_ENCODING),
+};
+
 static int submit_headers(mrpc_call *call, int trailers_only) {
   mrpc__hdrbuf hb;
   mrpc__hdrbuf_init(&hb, call->alloc);
-  mrpc__hdrbuf_add(&hb, ":status", "200", 3);
-  mrpc__hdrbuf_add(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
+  hdrbuf_append(&hb, RESPONSE_HEAD,
+                sizeof RESPONSE_HEAD / sizeof RESPONSE_HEAD[0]);
   if (call->send_alg != MRPC_COMPRESS_NONE) {
     const char *e = mrpc__compression_name(call->send_alg);
-    mrpc__hdrbuf_add(&hb, "grpc-encoding", e, strlen(e));
+    HB_ADD_STATIC(&hb, "grpc-encoding", e, strlen(e));
   }
-  /* compression.md: always say what we accept (answers an unsupported
-   * grpc-encoding too). */
-  mrpc__hdrbuf_add(&hb, "grpc-accept-encoding", MRPC__ACCEPT_ENCODING,
-                   sizeof MRPC__ACCEPT_ENCODING - 1);
   if (call->out_headers) mrpc__hdrbuf_add_md(&hb, call->out_headers);
   if (trailers_only) mrpc__call_build_trailers(call, &hb);
   int rv = hb.oom ? MRPC_ERR_NOMEM
@@ -819,31 +851,29 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
   mrpc__hdrbuf hb;
   char tbuf[16];
   mrpc__hdrbuf_init(&hb, call->alloc);
-  mrpc__hdrbuf_add(&hb, ":method", "POST", 4);
-  mrpc__hdrbuf_add(&hb, ":scheme", "http", 4);
-  mrpc__hdrbuf_add(&hb, ":path", call->method->path,
-                   strlen(call->method->path));
-  mrpc__hdrbuf_add(&hb, ":authority", authority, strlen(authority));
+  HB_ADD_STATIC(&hb, ":method", "POST", 4);
+  HB_ADD_STATIC(&hb, ":scheme", "http", 4);
+  HB_ADD(&hb, ":path", call->method->path, strlen(call->method->path));
+  HB_ADD(&hb, ":authority", authority, strlen(authority));
   if (call->deadline_ms != INT64_MAX) {
     int64_t left = call->deadline_ms - mrpc__now_ms();
     if (left < 1) left = 1;
     size_t n = mrpc__timeout_format(left * 1000000, tbuf);
-    mrpc__hdrbuf_add(&hb, "grpc-timeout", tbuf, n);
+    HB_ADD(&hb, "grpc-timeout", tbuf, n);
   }
-  mrpc__hdrbuf_add(&hb, "te", "trailers", 8);
-  mrpc__hdrbuf_add(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
+  HB_ADD_STATIC(&hb, "te", "trailers", 8);
+  HB_ADD_STATIC(&hb, "content-type", CT_GRPC, sizeof CT_GRPC - 1);
   if (call->send_alg != MRPC_COMPRESS_NONE) {
     const char *e = mrpc__compression_name(call->send_alg);
-    mrpc__hdrbuf_add(&hb, "grpc-encoding", e, strlen(e));
+    HB_ADD_STATIC(&hb, "grpc-encoding", e, strlen(e));
   }
-  mrpc__hdrbuf_add(&hb, "grpc-accept-encoding", MRPC__ACCEPT_ENCODING,
-                   sizeof MRPC__ACCEPT_ENCODING - 1);
-  mrpc__hdrbuf_add(&hb, "user-agent", user_agent, strlen(user_agent));
+  HB_ADD_STATIC(&hb, "grpc-accept-encoding", MRPC__ACCEPT_ENCODING,
+                sizeof MRPC__ACCEPT_ENCODING - 1);
+  HB_ADD(&hb, "user-agent", user_agent, strlen(user_agent));
   char abuf[12];
   if (call->attempts > 1) /* A6 */
-    mrpc__hdrbuf_add(&hb, "grpc-previous-rpc-attempts", abuf,
-                     (size_t)snprintf(abuf, sizeof abuf, "%d",
-                                      call->attempts - 1));
+    HB_ADD(&hb, "grpc-previous-rpc-attempts", abuf,
+           (size_t)snprintf(abuf, sizeof abuf, "%d", call->attempts - 1));
   if (md) mrpc__hdrbuf_add_md(&hb, md);
   int rv = hb.oom ? MRPC_ERR_NOMEM
                   : mrpc__conn_submit_request(conn, call, hb.h, hb.n);

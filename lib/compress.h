@@ -8,7 +8,7 @@
 /* Parses a grpc-encoding name ("identity", "gzip", "deflate").  Returns the
  * algorithm, or -1 for anything else. */
 int mrpc__compression_parse(const uint8_t *name, size_t len);
-/* The name of alg ("identity" for NONE). */
+/* The name of alg ("identity" for NONE), a string literal. */
 const char *mrpc__compression_name(mrpc_compression alg);
 /* Bit set (1 << alg) of the algorithms named in a grpc-accept-encoding
  * value ("gzip, deflate"); identity is always in. */

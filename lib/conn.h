@@ -11,13 +11,20 @@
 
 typedef struct mrpc__conn mrpc__conn;
 
-/* One header field handed to the transport; copied on submit. */
+/* One header field handed to the transport; copied on submit, except the
+ * parts that flags mark as static storage, which the transport keeps
+ * pointers to (a static name must be lowercase). */
 typedef struct mrpc__hdr {
   const char *name;
   size_t nlen;
   const char *value;
   size_t vlen;
+  unsigned flags; /* MRPC__HDR_STATIC_* */
 } mrpc__hdr;
+/* nghttp2's NO_COPY_NAME and NO_COPY_VALUE (h2.c checks). */
+#define MRPC__HDR_STATIC_NAME 0x02u
+#define MRPC__HDR_STATIC_VALUE 0x04u
+#define MRPC__HDR_STATIC (MRPC__HDR_STATIC_NAME | MRPC__HDR_STATIC_VALUE)
 
 /* What a connection tells its owner (server loop or channel). */
 typedef struct mrpc__conn_owner {

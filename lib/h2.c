@@ -222,6 +222,19 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err,
   return 0;
 }
 
+_Static_assert(MRPC__HDR_STATIC_NAME == NGHTTP2_NV_FLAG_NO_COPY_NAME &&
+                   MRPC__HDR_STATIC_VALUE == NGHTTP2_NV_FLAG_NO_COPY_VALUE,
+               "mrpc__hdr flags are nghttp2's");
+
+/* Static parts go uncopied: nghttp2 keeps the pointers until the frame is
+ * sent or dropped, and static storage outlives both. */
+static void to_nv(nghttp2_nv *nv, const mrpc__hdr *h, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    nv[i] = (nghttp2_nv){(uint8_t *)h[i].name, (uint8_t *)h[i].value,
+                         h[i].nlen, h[i].vlen,
+                         (uint8_t)(h[i].flags & MRPC__HDR_STATIC)};
+}
+
 static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf,
                          size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud) {
@@ -245,10 +258,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf,
       mrpc__hdrbuf_init(&hb, call->alloc);
       if (mrpc__call_build_trailers(call, &hb) == 0) {
         nghttp2_nv nv[hb.n ? hb.n : 1];
-        for (size_t i = 0; i < hb.n; i++)
-          nv[i] = (nghttp2_nv){(uint8_t *)hb.h[i].name,
-                               (uint8_t *)hb.h[i].value, hb.h[i].nlen,
-                               hb.h[i].vlen, NGHTTP2_NV_FLAG_NONE};
+        to_nv(nv, hb.h, hb.n);
         if (nghttp2_submit_trailer(s, sid, nv, hb.n) == 0)
           *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
       }
@@ -282,9 +292,7 @@ static int submit_common(mrpc__conn *c, mrpc_call *call, const mrpc__hdr *h,
                          size_t n, int with_body, int32_t *sid) {
   if (c->closed) return MRPC_ERR_CLOSED;
   nghttp2_nv nv[n ? n : 1];
-  for (size_t i = 0; i < n; i++)
-    nv[i] = (nghttp2_nv){(uint8_t *)h[i].name, (uint8_t *)h[i].value,
-                         h[i].nlen, h[i].vlen, NGHTTP2_NV_FLAG_NONE};
+  to_nv(nv, h, n);
   nghttp2_data_provider prd = {.source.ptr = call, .read_callback = data_read};
   int rv;
   if (c->cfg.is_server) {

@@ -429,10 +429,11 @@ static void accept_resume(mrpc__timer *t) {
 
 /* ---- dispatch ---- */
 
-/* Answers a request that is not gRPC with a bare HTTP status. */
+/* Answers a request that is not gRPC with a bare HTTP status (a string
+ * literal: the transport does not copy it). */
 static void http_error(mrpc_call *call, const char *status) {
-  mrpc__hdr h[2] = {{":status", 7, status, 3},
-                    {"content-type", 12, "text/plain", 10}};
+  mrpc__hdr h[2] = {{":status", 7, status, 3, MRPC__HDR_STATIC},
+                    {"content-type", 12, "text/plain", 10, MRPC__HDR_STATIC}};
   call->headers_sent = 1;
   call->finishing = 1;
   if (mrpc__conn_submit_response(call->conn, call, h, 2, 0) != 0)
