@@ -26,12 +26,11 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
                           const mrpc__call_cfg *cfg) {
   /* Without a user allocator from the loop's block cache: a call is larger
    * than libc's per-thread cache takes. */
-  mrpc_call *call = cfg->alloc ? mrpc__malloc(cfg->alloc, sizeof *call)
-                               : mrpc__blk_alloc(loop, sizeof *call);
+  mrpc_call *call = cfg->alloc ? mrpc__calloc(cfg->alloc, 1, sizeof *call)
+                               : mrpc__blk_calloc(loop, 1, sizeof *call);
   if (!call) return NULL;
-  memset(call, 0, offsetof(mrpc_call, unzeroed)); /* not the buffers last */
-  mrpc__metadata_init(&call->unzeroed.md_in, cfg->alloc);
-  call->md = &call->unzeroed.md_in;
+  mrpc__metadata_init(&call->md_in, cfg->alloc);
+  call->md = &call->md_in;
   atomic_init(&call->refs, 1);
   call->alloc = cfg->alloc;
   call->loop = loop;
@@ -89,7 +88,7 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc_metadata_del(call->trailers);
   mrpc_metadata_del(call->out_headers);
   mrpc_metadata_del(call->out_trailers);
-  if (call->path != call->unzeroed.path_in) mrpc__free(a, call->path);
+  if (call->path != call->path_in) mrpc__free(a, call->path);
   mrpc__free(a, call->grpc_message);
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
@@ -329,10 +328,10 @@ void mrpc__call_on_header(mrpc_call *call, const uint8_t *name, size_t nlen,
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
   if (name[0] == ':') {
     if (IS(":path") && !call->path) {
-      if (vlen < sizeof call->unzeroed.path_in) {
-        memcpy(call->unzeroed.path_in, value, vlen);
-        call->unzeroed.path_in[vlen] = '\0';
-        call->path = call->unzeroed.path_in;
+      if (vlen < sizeof call->path_in) {
+        memcpy(call->path_in, value, vlen);
+        call->path_in[vlen] = '\0';
+        call->path = call->path_in;
       } else {
         call->path = mrpc__strndup(a, (const char *)value, vlen);
       }
@@ -462,13 +461,12 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
   return rv;
 }
 
-/* protobuf-c allocator over the call's rx_scratch, then libc. */
+/* protobuf-c allocator over call->rx_scratch, then libc. */
 static void *rx_alloc(void *ud, size_t n) {
   mrpc_call *call = ud;
-  uint8_t *scratch = call->unzeroed.rx_scratch;
   size_t a = (n + 15) & ~(size_t)15;
-  if (a >= n && a <= sizeof call->unzeroed.rx_scratch - call->rx_used) {
-    void *p = scratch + call->rx_used;
+  if (a >= n && a <= sizeof call->rx_scratch - call->rx_used) {
+    void *p = call->rx_scratch + call->rx_used;
     call->rx_used += a;
     return p;
   }
@@ -477,8 +475,8 @@ static void *rx_alloc(void *ud, size_t n) {
 
 static void rx_free(void *ud, void *p) {
   mrpc_call *call = ud;
-  uint8_t *b = p, *scratch = call->unzeroed.rx_scratch;
-  if (b >= scratch && b < scratch + sizeof call->unzeroed.rx_scratch)
+  uint8_t *b = p;
+  if (b >= call->rx_scratch && b < call->rx_scratch + sizeof call->rx_scratch)
     return;
   free(p);
 }

@@ -67,7 +67,8 @@ struct mrpc_call {
   const char *rx_error_msg;
 
   /* request/response header fields */
-  char *path; /* unzeroed.path_in when it fits */
+  char *path; /* path_in when it fits */
+  char path_in[64];
   int method_post, content_type_ok, te_ok;
   int http_status;
   int have_grpc_status, grpc_status;
@@ -143,7 +144,11 @@ struct mrpc_call {
   int wait_for_ready;
   mrpc__timer retry_timer;
 
-  size_t rx_used; /* bytes of unzeroed.rx_scratch in use */
+  /* md points here: no allocation for a few small headers */
+  mrpc_metadata md_in;
+  /* A small received message is unpacked here (deliver_plain). */
+  _Alignas(16) uint8_t rx_scratch[256];
+  size_t rx_used;
 
   /* owners */
   mrpc__server_loop *sloop; /* server */
@@ -152,19 +157,6 @@ struct mrpc_call {
    * the call waits on (for a connection or a retry), named by waitq. */
   mrpc_call *conn_prev, *conn_next;
   void *waitq;
-
-  /* Last, and not zeroed by mrpc__call_new (the fields above are): buffers
-   * that are only read where something was written first.  A field that
-   * needs a starting value belongs above. */
-  struct {
-    char path_in[64]; /* read through path */
-    /* md points here: no allocation for a few small headers
-     * (mrpc__metadata_init sets it up) */
-    mrpc_metadata md_in;
-    /* A small received message is unpacked here (deliver_plain), up to
-     * rx_used. */
-    _Alignas(16) uint8_t rx_scratch[256];
-  } unzeroed;
 };
 
 typedef struct mrpc__call_cfg {
