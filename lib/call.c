@@ -939,30 +939,6 @@ void mrpc__call_rewind(mrpc_call *call) {
 
 /* ---- operations from any thread ---- */
 
-enum op_kind {
-  OP_SEND,
-  OP_CLOSE_SEND,
-  OP_HEADERS,
-  OP_TRAILERS,
-  OP_FINISH,
-  OP_CANCEL,
-  OP_RX_RELEASE,
-  OP_WRITABLE,
-  OP_FAIL
-};
-
-typedef struct call_op {
-  mrpc__task task;
-  mrpc_call *call;
-  enum op_kind kind;
-  mrpc__chunk *chunk;
-  mrpc_metadata *md;
-  mrpc_status_code code;
-  char *msg;
-  uint8_t *details;
-  size_t details_len;
-} call_op;
-
 static void op_run(call_op *op) {
   mrpc_call *call = op->call;
   int done = atomic_load(&call->done);
@@ -1043,12 +1019,26 @@ static void op_run(call_op *op) {
 }
 
 static void op_free(call_op *op) {
-  const mrpc_allocator *a = op->call->alloc;
+  mrpc_call *call = op->call;
   mrpc_metadata_del(op->md);
   free(op->msg);
   free(op->details);
-  mrpc_call_unref(op->call);
-  mrpc__free(a, op);
+  if (op != &call->fin_op) mrpc__free(call->alloc, op);
+  mrpc_call_unref(call);
+}
+
+/* A send from another thread, in its chunk (op_submit). */
+static void send_task(mrpc__task *t, int cancelled) {
+  mrpc__chunk *c = (mrpc__chunk *)((char *)t - offsetof(mrpc__chunk, task));
+  mrpc_call *call = c->call;
+  atomic_fetch_sub(&call->pending_ops, 1);
+  if (!cancelled) {
+    call_op op = {.call = call, .kind = OP_SEND, .chunk = c};
+    op_run(&op);
+  } else {
+    mrpc__free(call->alloc, c);
+  }
+  mrpc_call_unref(call);
 }
 
 static void op_task(mrpc__task *t, int cancelled) {
@@ -1075,7 +1065,19 @@ static int op_submit(call_op *op) {
     free(op->details);
     return 0;
   }
-  call_op *h = mrpc__malloc(op->call->alloc, sizeof *h);
+  call_op *h = NULL;
+  if (op->kind == OP_SEND) {
+    mrpc__chunk *c = op->chunk;
+    c->call = mrpc_call_ref(op->call);
+    atomic_fetch_add(&op->call->pending_ops, 1);
+    c->task.fn = send_task;
+    mrpc__loop_post(op->call->loop, &c->task);
+    return 0;
+  }
+  if (op->kind == OP_FINISH && !atomic_exchange(&op->call->fin_posted, 1))
+    h = &op->call->fin_op;
+  else
+    h = mrpc__malloc(op->call->alloc, sizeof *h);
   if (!h) {
     if (op->chunk) mrpc__free(op->call->alloc, op->chunk);
     mrpc_metadata_del(op->md);

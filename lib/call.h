@@ -22,8 +22,37 @@ typedef struct mrpc_channel mrpc_channel;
 typedef struct mrpc__chunk {
   struct mrpc__chunk *next;
   size_t len, off;
+  /* A send made off the loop thread travels to it in the chunk (call.c):
+   * no allocation for the trip. */
+  mrpc__task task;
+  struct mrpc_call *call;
   uint8_t data[];
 } mrpc__chunk;
+
+/* An operation on a call, run on its loop thread (call.c). */
+enum op_kind {
+  OP_SEND,
+  OP_CLOSE_SEND,
+  OP_HEADERS,
+  OP_TRAILERS,
+  OP_FINISH,
+  OP_CANCEL,
+  OP_RX_RELEASE,
+  OP_WRITABLE,
+  OP_FAIL
+};
+
+typedef struct call_op {
+  mrpc__task task;
+  struct mrpc_call *call;
+  enum op_kind kind;
+  mrpc__chunk *chunk;
+  mrpc_metadata *md;
+  mrpc_status_code code;
+  char *msg;
+  uint8_t *details;
+  size_t details_len;
+} call_op;
 
 /* Growable header list with the strings it had to make. */
 typedef struct mrpc__hdrbuf {
@@ -96,6 +125,10 @@ struct mrpc_call {
    * the I/O thread queues its own behind them, so that they take effect in
    * the order they were made. */
   atomic_int pending_ops;
+  /* The server's finish made off the loop thread travels in here (the
+   * first one: fin_posted); no allocation for the trip. */
+  call_op fin_op;
+  atomic_int fin_posted;
   int in_end_hooks; /* server end hooks running (loop thread) */
   atomic_uint n_sent; /* flags read by other threads are atomic */
   mrpc_metadata *out_headers, *out_trailers; /* server */

@@ -25,10 +25,17 @@ typedef struct inmsg {
 
 struct mrpc_stream {
   const mrpc_allocator *alloc;
+  /* Server streams without a user allocator come from the loop's block
+   * cache (made on the loop thread, mostly freed there by on_done). */
+  mrpc__loop *blk_loop;
   mrpc_call *call; /* a reference of the stream's own */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   inmsg *head, *tail;
+  /* One node without allocation: a unary request, or the usual one at a
+   * time of a stream read as fast as it comes. */
+  inmsg spare;
+  int spare_used;
   size_t inbox_bytes, inbox_count;
   int held;
   int half_closed, done, writable, discard;
@@ -48,12 +55,20 @@ struct mrpc_stream {
   int last_compressed; /* of the message recv returned last */
 };
 
+/* Under mu (or with the stream no longer shared). */
+static void inmsg_free(mrpc_stream *s, inmsg *m) {
+  if (m == &s->spare)
+    s->spare_used = 0;
+  else
+    mrpc__free(s->alloc, m);
+}
+
 static void inbox_clear(mrpc_stream *s) {
   while (s->head) {
     inmsg *m = s->head;
     s->head = m->next;
     protobuf_c_message_free_unpacked(m->msg, NULL);
-    mrpc__free(s->alloc, m);
+    inmsg_free(s, m);
   }
   s->tail = NULL;
   s->inbox_bytes = s->inbox_count = 0;
@@ -66,7 +81,10 @@ static void stream_free(mrpc_stream *s) {
   mrpc_call_unref(s->call);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
-  mrpc__free(s->alloc, s);
+  if (s->blk_loop)
+    mrpc__blk_free(s->blk_loop, s);
+  else
+    mrpc__free(s->alloc, s);
 }
 
 /* Drops one side's hold on the stream; frees it on the last. */
@@ -117,7 +135,9 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
   mrpc_stream *s = ctx;
   ProtobufCMessage *m = (ProtobufCMessage *)msg; /* take_messages: ours */
   pthread_mutex_lock(&s->mu);
-  inmsg *n = s->discard ? NULL : mrpc__malloc(s->alloc, sizeof *n);
+  inmsg *n = s->discard     ? NULL
+             : !s->spare_used ? (s->spare_used = 1, &s->spare)
+                              : mrpc__malloc(s->alloc, sizeof *n);
   if (!n) {
     pthread_mutex_unlock(&s->mu);
     protobuf_c_message_free_unpacked(m, NULL);
@@ -202,11 +222,11 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
     int release = s->held && s->inbox_bytes <= INBOX_HOLD_BYTES / 2 &&
                   s->inbox_count <= INBOX_HOLD_COUNT / 2;
     if (release) s->held = 0;
-    pthread_mutex_unlock(&s->mu);
-    if (release) mrpc__call_rx_release(s->call);
     *out = m->msg;
     s->last_compressed = m->compressed;
-    mrpc__free(s->alloc, m);
+    inmsg_free(s, m);
+    pthread_mutex_unlock(&s->mu);
+    if (release) mrpc__call_rx_release(s->call);
     return 1;
   }
   int rv;
@@ -222,13 +242,13 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
 int mrpc_stream_send(mrpc_stream *s, const ProtobufCMessage *msg) {
   if (!s || !msg) return MRPC_ERR_INVAL;
   for (;;) {
-    pthread_mutex_lock(&s->mu);
-    s->writable = 0;
-    pthread_mutex_unlock(&s->mu);
     int rv = mrpc_call_send(s->call, msg);
     if (rv != MRPC_ERR_AGAIN) return rv;
+    /* AGAIN asked for on_writable.  A writable left from before costs one
+     * more try, then the wait; no lock on the way when there is room. */
     pthread_mutex_lock(&s->mu);
     while (!s->writable && !s->done) pthread_cond_wait(&s->cv, &s->mu);
+    s->writable = 0;
     int done = s->done;
     pthread_mutex_unlock(&s->mu);
     if (done) return MRPC_ERR_CLOSED;
@@ -302,10 +322,13 @@ static void serve_job(mrpc__job *job) {
   stream_release(s);
 }
 
-static mrpc_stream *stream_new(const mrpc_allocator *alloc) {
-  mrpc_stream *s = mrpc__calloc(alloc, 1, sizeof *s);
+static mrpc_stream *stream_new(const mrpc_allocator *alloc,
+                               mrpc__loop *blk_loop) {
+  mrpc_stream *s = blk_loop ? mrpc__blk_calloc(blk_loop, 1, sizeof *s)
+                            : mrpc__calloc(alloc, 1, sizeof *s);
   if (!s) return NULL;
   s->alloc = alloc;
+  s->blk_loop = blk_loop;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   return s;
@@ -313,7 +336,7 @@ static mrpc_stream *stream_new(const mrpc_allocator *alloc) {
 
 int mrpc__stream_serve(mrpc_call *call, mrpc_blocking_handler handler,
                        void *user, mrpc__pool *pool) {
-  mrpc_stream *s = stream_new(call->alloc);
+  mrpc_stream *s = stream_new(call->alloc, call->alloc ? NULL : call->loop);
   if (!s) return MRPC_ERR_NOMEM;
   s->is_server = 1;
   s->handler = handler;
@@ -337,7 +360,7 @@ int mrpc__stream_serve(mrpc_call *call, mrpc_blocking_handler handler,
 
 int mrpc__stream_client_new(const mrpc_allocator *alloc, mrpc_stream **out,
                             const mrpc_call_ops **ops) {
-  mrpc_stream *s = stream_new(alloc);
+  mrpc_stream *s = stream_new(alloc, NULL);
   if (!s) return MRPC_ERR_NOMEM;
   /* The finishing thread frees the stream; on_done's release is the
    * only other one and must not free it first. */
