@@ -57,6 +57,48 @@ void mrpc__call_set_peer(mrpc_call *call, const char *peer) {
   call->peer[n] = '\0';
 }
 
+/* A client call's peer of a later attempt (call.h, peer_at). */
+typedef struct mrpc__peer_copy {
+  struct mrpc__peer_copy *next;
+  char s[];
+} mrpc__peer_copy;
+
+/* 1 if s (stored, bounded as in mrpc__call_set_peer) is peer's. */
+static int same_peer(const char *s, const char *peer, size_t n) {
+  return strncmp(s, peer, n) == 0 && s[n] == '\0';
+}
+
+/* Client, loop thread: publishes the peer of the attempt just started.
+ * An address seen before is published again from its earlier string, so
+ * copies are bounded by distinct addresses, not attempts.  Out of memory
+ * the last peer stays: stale, but whole. */
+static void set_attempt_peer(mrpc_call *call, const char *peer) {
+  size_t n = strnlen(peer, sizeof call->peer - 1);
+  const char *cur = atomic_load_explicit(&call->peer_at, memory_order_relaxed);
+  const char *p = NULL;
+  if (!cur) {
+    mrpc__call_set_peer(call, peer);
+    p = call->peer;
+  } else if (same_peer(cur, peer, n)) {
+    return;
+  } else if (same_peer(call->peer, peer, n)) {
+    p = call->peer;
+  } else {
+    for (mrpc__peer_copy *c = call->peer_copies; c && !p; c = c->next)
+      if (same_peer(c->s, peer, n)) p = c->s;
+    if (!p) {
+      mrpc__peer_copy *c = mrpc__malloc(call->alloc, sizeof *c + n + 1);
+      if (!c) return;
+      memcpy(c->s, peer, n);
+      c->s[n] = '\0';
+      c->next = call->peer_copies;
+      call->peer_copies = c;
+      p = c->s;
+    }
+  }
+  atomic_store_explicit(&call->peer_at, p, memory_order_release);
+}
+
 mrpc_call *mrpc_call_ref(mrpc_call *call) {
   atomic_fetch_add(&call->refs, 1);
   return call;
@@ -94,6 +136,10 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc_status_free(&call->status);
   mrpc__free(a, call->ics);
   mrpc__tls_peer_unref(call->tls_peer);
+  for (mrpc__peer_copy *c = call->peer_copies, *next; c; c = next) {
+    next = c->next;
+    mrpc__free(a, c);
+  }
   pthread_mutex_destroy(&call->ic_mu);
   if (a)
     mrpc__free(a, call);
@@ -877,7 +923,7 @@ int mrpc__call_start_client(mrpc_call *call, mrpc__conn *conn,
                   : mrpc__conn_submit_request(conn, call, hb.h, hb.n);
   mrpc__hdrbuf_free(&hb);
   if (rv == 0) {
-    mrpc__call_set_peer(call, mrpc__conn_peer(conn));
+    set_attempt_peer(call, mrpc__conn_peer(conn));
     size_t n = 0;
     for (mrpc__chunk *c = call->sq_head; c; c = c->next) n += c->len - c->off;
     conn_account(call, (ssize_t)n);
@@ -1351,7 +1397,12 @@ const mrpc_metadata *mrpc_call_trailers(const mrpc_call *call) {
   return call->is_server ? NULL : call->trailers;
 }
 
-const char *mrpc_call_peer(const mrpc_call *call) { return call->peer; }
+const char *mrpc_call_peer(const mrpc_call *call) {
+  if (call->is_server) return call->peer; /* set before the call was shared */
+  const char *p = atomic_load_explicit(&((mrpc_call *)call)->peer_at,
+                                       memory_order_acquire);
+  return p ? p : "";
+}
 
 int64_t mrpc_call_deadline_ms(const mrpc_call *call) {
   return call->deadline_ms;

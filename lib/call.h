@@ -142,7 +142,14 @@ struct mrpc_call {
   atomic_int cancelled; /* cancelled, deadline passed, or connection lost */
   mrpc_status status;   /* server: status to send; client: final status */
   mrpc__timer deadline_timer;
+  /* Server: written before the call is shared.  Client: published per
+   * attempt through peer_at (NULL before the first, read with acquire);
+   * a published string is never rewritten, as readers on any thread may
+   * hold it: the first address goes into peer, any other into a copy on
+   * peer_copies (loop thread), kept until the call is freed. */
   char peer[128];
+  _Atomic(const char *) peer_at;
+  struct mrpc__peer_copy *peer_copies;
   /* TLS: the connection's peer identity (tls.c), a reference; set once on
    * the loop thread when the call joins a connection, read atomically. */
   struct mrpc__tls_peer *tls_peer;
@@ -200,7 +207,8 @@ typedef struct mrpc__call_cfg {
   const mrpc_allocator *alloc;
 } mrpc__call_cfg;
 
-/* Copies a connection's peer string into the call (bounded, no printf). */
+/* Copies a connection's peer string into the call (bounded, no printf).
+ * Server, before the call is shared; a client publishes per attempt. */
 void mrpc__call_set_peer(mrpc_call *call, const char *peer);
 
 /* Creates a call with one reference (the creator's).  Returns NULL on OOM. */

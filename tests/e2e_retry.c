@@ -553,6 +553,94 @@ static void test_channel_deleted_between_attempts_cancels_the_call(void **s) {
   e2e_cli_free(&c); /* the call outlives its channel */
 }
 
+/* ---- a retry that moves to another server ---- */
+
+static atomic_int g_refused; /* attempts the refusing server saw */
+
+static void refuse_on_message(mrpc_call *call, const ProtobufCMessage *msg,
+                              void *ctx) {
+  (void)msg;
+  (void)ctx;
+  mrpc_call_finish(call, MRPC_STATUS_UNAVAILABLE, "flaky", NULL, 0);
+}
+
+/* The second server's Flaky: every attempt fails. */
+static void refuse_handler(mrpc_call *call, void *user) {
+  (void)user;
+  atomic_fetch_add(&g_refused, 1);
+  static const mrpc_call_ops ops = {refuse_on_message, NULL, NULL, NULL};
+  mrpc_call_set_ops(call, &ops, NULL);
+}
+
+typedef struct peer_reader {
+  e2e_cli *c;
+  const char *ok[2]; /* the peers it may see besides "" */
+  int bad, reads;
+} peer_reader;
+
+/* Reads the peer while the call runs, as mrpc_call_peer allows from any
+ * thread: each read must be a whole address (TSan: no race). */
+static void *read_peers(void *arg) {
+  peer_reader *r = arg;
+  while (!e2e_cli_done(r->c)) {
+    const char *p = mrpc_call_peer(r->c->call);
+    if (p[0] && strcmp(p, r->ok[0]) != 0 && strcmp(p, r->ok[1]) != 0) r->bad++;
+    r->reads++;
+  }
+  return NULL;
+}
+
+static void test_peer_after_a_retry_on_another_server_is_that_server(
+    void **s) {
+  (void)s;
+  mrpc_method_handler h[M_COUNT];
+  memcpy(h, k_h, sizeof h);
+  h[M_FLAKY] = (mrpc_method_handler){refuse_handler, NULL, NULL};
+  e2e_server other;
+  e2e_server_start(&other, NULL, NULL, k_m, h, M_COUNT);
+  atomic_store(&g_refused, 0);
+  reset_server(0, MRPC_STATUS_UNAVAILABLE);
+  char target[128], first[64], second[64];
+  snprintf(target, sizeof target, "ipv4:127.0.0.1:%d,127.0.0.1:%d",
+           other.port, g_srv.port);
+  snprintf(first, sizeof first, "ipv4:127.0.0.1:%d", other.port);
+  snprintf(second, sizeof second, "ipv4:127.0.0.1:%d", g_srv.port);
+  mrpc_channel_opts o;
+  mrpc_channel_opts_init(&o);
+  o.lb_policy = MRPC_LB_ROUND_ROBIN;
+  o.retry_policies = &k_unavailable_3;
+  o.n_retry_policies = 1;
+  mrpc_channel *ch = e2e_channel(target, &o);
+  /* Both READY: the first attempt goes to the first address, the retry to
+   * the next. */
+  mrpc_channel_get_state(ch, 1);
+  E2E_WAIT_UNTIL(mrpc_channel_ready_count(ch) == 2, E2E_TIMEOUT_MS);
+  assert_int_equal(mrpc_channel_ready_count(ch), 2);
+
+  e2e_cli c;
+  e2e_cli_init(&c);
+  mrpc_call_opts co = e2e_copts(E2E_TIMEOUT_MS, NULL);
+  e2e_cli_start(&c, ch, &k_m[M_FLAKY], &co);
+  peer_reader r = {&c, {first, second}, 0, 0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, read_peers, &r), 0);
+  e2e_assert_sent(e2e_cli_send_str(c.call, &k_m[M_FLAKY], "again"));
+  e2e_assert_sent(mrpc_call_close_send(c.call));
+  e2e_cli_wait(&c, E2E_TIMEOUT_MS + 5000);
+  assert_int_equal(pthread_join(t, NULL), 0);
+
+  assert_int_equal(c.st.code, MRPC_STATUS_OK);
+  e2e_cli_assert_body(&c, 0, "again");
+  assert_int_equal(atomic_load(&g_refused), 1);
+  assert_int_equal(attempts(M_FLAKY), 1);
+  assert_string_equal(mrpc_call_peer(c.call), second);
+  assert_int_equal(r.bad, 0);
+  assert_true(r.reads > 0);
+  e2e_cli_free(&c);
+  mrpc_channel_del(ch);
+  e2e_server_stop(&other);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_two_failures_then_success_takes_three_attempts),
@@ -571,6 +659,8 @@ int main(void) {
       cmocka_unit_test(test_cancel_between_attempts_ends_the_call_at_once),
       cmocka_unit_test(
           test_channel_deleted_between_attempts_cancels_the_call),
+      cmocka_unit_test(
+          test_peer_after_a_retry_on_another_server_is_that_server),
   };
   e2e_group_methods(k_m, k_h, M_COUNT);
   return cmocka_run_group_tests(tests, e2e_group_setup, e2e_group_teardown);

@@ -154,7 +154,11 @@ MRPC_EXTERN const mrpc_metadata *mrpc_call_metadata(const mrpc_call *call);
 MRPC_EXTERN const mrpc_metadata *mrpc_call_trailers(const mrpc_call *call);
 
 /* The peer address, "ipv4:127.0.0.1:5000", "ipv6:[::1]:5000" or
- * "unix:/path".  Borrowed.  Thread-safe. */
+ * "unix:/path".  Client: the address of the latest attempt's connection
+ * (a retry may move to another server), "" until the first attempt is on
+ * one; unlike mrpc_call_peer_identity, which stays the first connection's.
+ * Borrowed: valid while you hold the call, even once a later attempt
+ * changes what this returns.  Thread-safe. */
 MRPC_EXTERN const char *mrpc_call_peer(const mrpc_call *call);
 
 /* Deadline as CLOCK_MONOTONIC milliseconds, or INT64_MAX for none. */
