@@ -46,7 +46,6 @@ mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   call->t_start_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-  pthread_mutex_init(&call->ic_mu, NULL);
   mrpc__deframer_init(&call->df, cfg->max_recv, cfg->alloc);
   return call;
 }
@@ -135,12 +134,13 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
   mrpc__free(a, call->ics);
+  if (call->held) mrpc__free(a, call->held);
   mrpc__tls_peer_unref(call->tls_peer);
   for (mrpc__peer_copy *c = call->peer_copies, *next; c; c = next) {
     next = c->next;
     mrpc__free(a, c);
   }
-  pthread_mutex_destroy(&call->ic_mu);
+  if (call->ics) pthread_mutex_destroy(&call->ic_mu); /* mrpc__ic_start */
   if (a)
     mrpc__free(a, call);
   else
@@ -564,6 +564,7 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
     return 1;
   }
   call->n_recv++;
+  call->rx_len = len;
   atomic_fetch_add(&call->bytes_in, wire_len + MRPC__FRAME_HDR_LEN);
   if (call->n_ics && !call->ic_ended) { /* call_data is gone after on_end */
     char *m;
@@ -985,30 +986,40 @@ void mrpc__call_rewind(mrpc_call *call) {
 
 /* ---- operations from any thread ---- */
 
+/* Drops a packed message that will not be sent. */
+static void drop_chunk(mrpc_call *call, mrpc__chunk *c) {
+  atomic_fetch_sub(&call->queued, c->len);
+  mrpc__free(call->alloc, c);
+}
+
+/* Loop thread: queues a packed message on the call's stream. */
+static void run_send(mrpc_call *call, mrpc__chunk *c, int done) {
+  if (done || call->finishing || call->send_closed) {
+    drop_chunk(call, c);
+    return;
+  }
+  if (call->sq_tail)
+    call->sq_tail->next = c;
+  else
+    call->sq_head = c;
+  call->sq_tail = c;
+  if (!call->conn) return; /* client call not started yet: keeps queue */
+  conn_account(call, (ssize_t)c->len);
+  if (call->is_server && !call->headers_sent) {
+    if (submit_headers(call, 0) != 0) {
+      mrpc__call_fail(call, MRPC_STATUS_INTERNAL, "could not send headers");
+      return;
+    }
+  }
+  mrpc__conn_resume(call->conn, call);
+}
+
 static void op_run(call_op *op) {
   mrpc_call *call = op->call;
   int done = atomic_load(&call->done);
   switch (op->kind) {
   case OP_SEND:
-    if (done || call->finishing || call->send_closed) {
-      atomic_fetch_sub(&call->queued, op->chunk->len);
-      mrpc__free(call->alloc, op->chunk);
-      break;
-    }
-    if (call->sq_tail)
-      call->sq_tail->next = op->chunk;
-    else
-      call->sq_head = op->chunk;
-    call->sq_tail = op->chunk;
-    if (!call->conn) break; /* client call not started yet: keeps queue */
-    conn_account(call, (ssize_t)op->chunk->len);
-    if (call->is_server && !call->headers_sent) {
-      if (submit_headers(call, 0) != 0) {
-        mrpc__call_fail(call, MRPC_STATUS_INTERNAL, "could not send headers");
-        break;
-      }
-    }
-    mrpc__conn_resume(call->conn, call);
+    run_send(call, op->chunk, done);
     break;
   case OP_CLOSE_SEND:
     if (done || call->send_closed) break;
@@ -1031,6 +1042,11 @@ static void op_run(call_op *op) {
     break;
   }
   case OP_FINISH:
+    if (op->chunk) { /* the response held back for the finish */
+      run_send(call, op->chunk, done);
+      op->chunk = NULL;
+      done = atomic_load(&call->done);
+    }
     if (done || call->finishing) break;
     if (!op->msg && !op->details) /* the usual OK: no allocation */
       mrpc__status_set_empty(&call->status, op->code);
@@ -1093,7 +1109,7 @@ static void op_task(mrpc__task *t, int cancelled) {
   if (op->kind != OP_WRITABLE) atomic_fetch_sub(&op->call->pending_ops, 1);
   if (!cancelled) {
     op_run(op);
-  } else if (op->chunk && op->kind == OP_SEND) {
+  } else if (op->chunk) {
     mrpc__free(op->call->alloc, op->chunk);
   }
   op_free(op);
@@ -1233,7 +1249,9 @@ static int send_pack(mrpc_call *call, const ProtobufCMessage *msg,
   return 0;
 }
 
-int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
+/* mrpc_call_send; with hold, the packed message waits in call->held for
+ * the finish (or the next send) instead of travelling alone. */
+static int call_send(mrpc_call *call, const ProtobufCMessage *msg, int hold) {
   if (!call || !msg) return MRPC_ERR_INVAL;
   /* A call refused by a start or send hook is over for the application. */
   if (call->rejected || atomic_load(&call->send_refused)) return MRPC_ERR_CLOSED;
@@ -1275,8 +1293,22 @@ int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
     }
   }
   if (rv) return rv;
+  if (hold) {
+    mrpc__chunk *prev = call->held;
+    call->held = c;
+    if (!prev) return 0;
+    c = prev;
+  }
   call_op op = {.call = call, .kind = OP_SEND, .chunk = c};
   return op_submit(&op);
+}
+
+int mrpc_call_send(mrpc_call *call, const ProtobufCMessage *msg) {
+  return call_send(call, msg, 0);
+}
+
+int mrpc__call_send_held(mrpc_call *call, const ProtobufCMessage *msg) {
+  return call_send(call, msg, 1);
 }
 
 int mrpc_call_close_send(mrpc_call *call) {
@@ -1325,10 +1357,27 @@ int mrpc_call_add_trailer(mrpc_call *call, const char *key, const void *value,
   return add_md(call, OP_TRAILERS, key, value, len);
 }
 
+static int call_finish(mrpc_call *call, mrpc_status_code code,
+                       const char *message, const void *details,
+                       size_t details_len);
+
 int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
                      const char *message, const void *details,
                      size_t details_len) {
   if (!call) return MRPC_ERR_INVAL;
+  int rv = call_finish(call, code, message, details, details_len);
+  if (call->held) { /* not taken by a finish op */
+    drop_chunk(call, call->held);
+    call->held = NULL;
+  }
+  return rv;
+}
+
+/* mrpc_call_finish; a response held back by mrpc__call_send_held goes in
+ * the same operation. */
+static int call_finish(mrpc_call *call, mrpc_status_code code,
+                       const char *message, const void *details,
+                       size_t details_len) {
   if ((int)code < 0 || (int)code > 16) {
     /* A handler bug the call would otherwise never recover from: end it as
      * a peer would read such a code (UNKNOWN) and say so in the faults. */
@@ -1338,8 +1387,9 @@ int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
       snprintf(m, sizeof m, "handler finished with invalid status code %d",
                (int)code);
       atomic_fetch_or(&call->faults, MRPC_FAULT_BAD_STATUS);
-      call_op op = {.call = call, .kind = OP_FINISH,
+      call_op op = {.call = call, .kind = OP_FINISH, .chunk = call->held,
                     .code = MRPC_STATUS_UNKNOWN, .msg = strdup(m)};
+      call->held = NULL;
       op_submit(&op);
     }
     return MRPC_ERR_INVAL;
@@ -1361,6 +1411,8 @@ int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
     memcpy(op.details, details, details_len);
     op.details_len = details_len;
   }
+  op.chunk = call->held;
+  call->held = NULL;
   return op_submit(&op);
 }
 

@@ -113,6 +113,7 @@ struct mrpc_call {
   unsigned peer_accept;
   atomic_int msg_compress;
   int rx_compressed; /* the message being delivered came compressed */
+  size_t rx_len;     /* its serialized size (after decompression) */
   int bad_metadata;
   int got_headers;
 
@@ -129,6 +130,9 @@ struct mrpc_call {
    * first one: fin_posted); no allocation for the trip. */
   call_op fin_op;
   atomic_int fin_posted;
+  /* A blocking handler's single response, packed and held for the finish
+   * (mrpc__call_send_held); only the handler's thread touches it. */
+  mrpc__chunk *held;
   int in_end_hooks; /* server end hooks running (loop thread) */
   atomic_uint n_sent; /* flags read by other threads are atomic */
   mrpc_metadata *out_headers, *out_trailers; /* server */
@@ -158,7 +162,8 @@ struct mrpc_call {
   struct mrpc__icall *ics; /* those that started, in chain order */
   size_t n_ics;
   /* ic_ended is set under ic_mu, which on_send hooks (any thread) run
-   * under, so that no on_send overlaps or follows the end hooks. */
+   * under, so that no on_send overlaps or follows the end hooks.  Set up
+   * by mrpc__ic_start: only a call with ics has it. */
   pthread_mutex_t ic_mu;
   int ic_ended;
   atomic_int send_refused; /* an on_send hook refused: the call is ending */
@@ -210,6 +215,12 @@ typedef struct mrpc__call_cfg {
 /* Copies a connection's peer string into the call (bounded, no printf).
  * Server, before the call is shared; a client publishes per attempt. */
 void mrpc__call_set_peer(mrpc_call *call, const char *peer);
+
+/* mrpc_call_send, except that the packed message is held in the call and
+ * goes to the loop with the next send or with mrpc_call_finish, in one
+ * operation (a server's single response from a blocking handler).  The
+ * caller must finish the call on the same thread. */
+int mrpc__call_send_held(mrpc_call *call, const ProtobufCMessage *msg);
 
 /* Creates a call with one reference (the creator's).  Returns NULL on OOM. */
 mrpc_call *mrpc__call_new(mrpc__loop *loop, int is_server,

@@ -46,6 +46,8 @@ mrpc_status_code mrpc__ic_start(mrpc_call *call, const mrpc__ic_entry *e,
     *msg = copy_msg("out of memory starting interceptors");
     return MRPC_STATUS_RESOURCE_EXHAUSTED;
   }
+  /* Only calls with interceptors lock (every use is behind ics). */
+  pthread_mutex_init(&call->ic_mu, NULL);
   for (size_t i = 0; i < n; i++) {
     if (!mrpc_interceptor_filter_match(e[i].filter, call->method, e[i].ctx))
       continue;

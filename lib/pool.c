@@ -34,6 +34,7 @@ struct mrpc__pool {
   int waking;        /* workers with waking set: 0 or 1 */
   int max, n, stopping;
   int busy;          /* jobs running (mrpc__pool_wait_idle) */
+  int idle_waiters;  /* threads in mrpc__pool_wait_idle */
   atomic_int unkicked; /* jobs queued by submit_later, no wake-up yet */
 };
 
@@ -101,7 +102,8 @@ static void *worker_main(void *arg) {
     j->fn(j);
     pthread_mutex_lock(&p->mu);
     p->busy--;
-    if (!p->busy && !p->head) pthread_cond_broadcast(&p->idle_cv);
+    if (!p->busy && !p->head && p->idle_waiters)
+      pthread_cond_broadcast(&p->idle_cv);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
@@ -164,7 +166,9 @@ void mrpc__pool_kick(mrpc__pool *p) {
 void mrpc__pool_wait_idle(mrpc__pool *p) {
   mrpc__pool_kick(p);
   pthread_mutex_lock(&p->mu);
+  p->idle_waiters++;
   while (p->busy || p->head) pthread_cond_wait(&p->idle_cv, &p->mu);
+  p->idle_waiters--;
   pthread_mutex_unlock(&p->mu);
 }
 

@@ -69,7 +69,7 @@ const char *mrpc_status_code_name(int code) {
 static char empty_message[1];
 
 void mrpc__status_set_empty(mrpc_status *st, mrpc_status_code code) {
-  mrpc_status_free(st);
+  if (st->message || st->details) mrpc_status_free(st); /* else clear */
   st->code = code;
   st->message = empty_message;
 }

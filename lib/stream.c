@@ -8,6 +8,7 @@
 #include "status.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,8 +39,15 @@ struct mrpc_stream {
   int spare_used;
   size_t inbox_bytes, inbox_count;
   int held;
-  int half_closed, done, writable, discard;
-  int refs; /* under mu: handler side + call side (server) */
+  int done, writable, discard;
+  /* Set without mu by on_half_close: it locks only when WAIT_CV has a
+   * waiter (seq_cst on both sides: a waiter counts itself before it looks
+   * at half_closed, the I/O thread sets it before it looks at waiting). */
+  atomic_int half_closed;
+  atomic_int waiting; /* handler-side threads in WAIT_CV */
+  /* Handler side + call side (server); dropped after the side's last use
+   * of mu, so the last one frees without a lock round. */
+  atomic_int refs;
   mrpc_status final;
   /* server */
   int is_server;
@@ -76,8 +84,10 @@ static void inbox_clear(mrpc_stream *s) {
 
 static void stream_free(mrpc_stream *s) {
   inbox_clear(s);
-  mrpc_status_free(&s->final);
-  mrpc_status_free(&s->reply);
+  if (!s->is_server) /* each side uses one of the two */
+    mrpc_status_free(&s->final);
+  else if (s->status_set)
+    mrpc_status_free(&s->reply);
   mrpc_call_unref(s->call);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
@@ -89,20 +99,30 @@ static void stream_free(mrpc_stream *s) {
 
 /* Drops one side's hold on the stream; frees it on the last. */
 static void stream_release(mrpc_stream *s) {
-  pthread_mutex_lock(&s->mu);
-  int last = --s->refs == 0;
-  pthread_mutex_unlock(&s->mu);
-  if (last) stream_free(s);
+  if (atomic_fetch_sub(&s->refs, 1) == 1) stream_free(s);
 }
 
 /* ---- I/O thread side ---- */
 
-/* Wakes the reader or writer after mu is released, so that it does not
- * wake into a held lock.  The call's own hold on s lasts until on_done,
- * which alone signals under the lock (the other side may free s after). */
+/* Whether a reader or writer waits on cv (WAIT_CV).  The I/O thread reads
+ * it before unlocking and then wakes (after mu is released, so that the
+ * waiter does not wake into a held lock) only if one does. */
+static int waiting(mrpc_stream *s) { return atomic_load(&s->waiting) != 0; }
+
+/* Wakes the reader or writer.  The call's own hold on s lasts until
+ * on_done, which alone signals under the lock (the other side may free s
+ * after). */
 static void wake(mrpc_stream *s) { pthread_cond_broadcast(&s->cv); }
 
-/* Under mu: the pool to start a waiting handler on, once. */
+/* Under mu, on the handler's side: waits until ready(s). */
+#define WAIT_CV(s, ready)                                                    \
+  do {                                                                       \
+    atomic_fetch_add(&(s)->waiting, 1);                                      \
+    while (!(ready)) pthread_cond_wait(&(s)->cv, &(s)->mu);                  \
+    atomic_fetch_sub(&(s)->waiting, 1);                                      \
+  } while (0)
+
+/* The pool to start a waiting handler on, once (I/O thread only). */
 static mrpc__pool *take_start(mrpc_stream *s) {
   mrpc__pool *p = s->start_pool;
   s->start_pool = NULL;
@@ -146,7 +166,7 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
   }
   n->next = NULL;
   n->msg = m;
-  n->size = protobuf_c_message_get_packed_size(m);
+  n->size = call->rx_len;
   n->compressed = call->rx_compressed;
   if (s->tail)
     s->tail->next = n;
@@ -160,19 +180,24 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
     call->rx_hold = 1;
   }
   mrpc__pool *start = take_start(s);
+  int w = waiting(s);
   pthread_mutex_unlock(&s->mu);
-  wake(s);
+  if (w) wake(s);
   if (start) start_handler(s, start);
 }
 
 static void on_half_close(mrpc_call *call, void *ctx) {
   (void)call;
   mrpc_stream *s = ctx;
-  pthread_mutex_lock(&s->mu);
-  s->half_closed = 1;
+  atomic_store(&s->half_closed, 1);
+  if (waiting(s)) {
+    /* The waiter holds mu until it sleeps: past this lock, it sleeps (and
+     * the broadcast reaches it) or it saw half_closed. */
+    pthread_mutex_lock(&s->mu);
+    pthread_mutex_unlock(&s->mu);
+    wake(s);
+  }
   mrpc__pool *start = take_start(s);
-  pthread_mutex_unlock(&s->mu);
-  wake(s);
   if (start) start_handler(s, start);
 }
 
@@ -181,8 +206,9 @@ static void on_writable(mrpc_call *call, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->writable = 1;
+  int w = waiting(s);
   pthread_mutex_unlock(&s->mu);
-  wake(s);
+  if (w) wake(s);
 }
 
 static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
@@ -193,13 +219,15 @@ static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
   if (!s->is_server) /* a server's handler never reads it */
     mrpc__status_set(&s->final, st->code, st->message, st->details,
                      st->details_len);
-  pthread_cond_broadcast(&s->cv);
-  int last = --s->refs == 0;
+  if (waiting(s)) pthread_cond_broadcast(&s->cv);
+  int server = s->is_server;
   /* Ended before its request: the handler still runs (recv says so). */
   mrpc__pool *start = take_start(s);
   pthread_mutex_unlock(&s->mu);
+  /* A client's finishing thread frees s once it sees done: maybe now. */
+  if (!server) return;
   if (start) start_handler(s, start); /* its reference keeps s */
-  if (last) stream_free(s);
+  stream_release(s);
 }
 
 static const mrpc_call_ops stream_ops = {on_message, on_half_close,
@@ -211,8 +239,8 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
   if (!s || !out) return MRPC_ERR_INVAL;
   *out = NULL;
   pthread_mutex_lock(&s->mu);
-  while (!s->head && !s->done && !(s->is_server && s->half_closed))
-    pthread_cond_wait(&s->cv, &s->mu);
+  WAIT_CV(s, s->head || s->done ||
+                 (s->is_server && atomic_load(&s->half_closed)));
   if (s->head) {
     inmsg *m = s->head;
     s->head = m->next;
@@ -231,7 +259,8 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
   }
   int rv;
   if (s->is_server) /* the end of requests, unless the call was cut short */
-    rv = s->half_closed && !mrpc_call_is_cancelled(s->call) ? 0
+    rv = atomic_load(&s->half_closed) && !mrpc_call_is_cancelled(s->call)
+             ? 0
                                                           : MRPC_ERR_CLOSED;
   else
     rv = s->final.code == MRPC_STATUS_OK ? 0 : MRPC_ERR_CLOSED;
@@ -241,13 +270,18 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
 
 int mrpc_stream_send(mrpc_stream *s, const ProtobufCMessage *msg) {
   if (!s || !msg) return MRPC_ERR_INVAL;
+  /* A server's single response rides with the finish: one trip to the
+   * loop instead of two (the peer waits for the status anyway). */
+  mrpc_method_kind k = s->is_server ? s->call->method->kind : MRPC_BIDI_STREAMING;
+  int hold = k == MRPC_UNARY || k == MRPC_CLIENT_STREAMING;
   for (;;) {
-    int rv = mrpc_call_send(s->call, msg);
+    int rv = hold ? mrpc__call_send_held(s->call, msg)
+                  : mrpc_call_send(s->call, msg);
     if (rv != MRPC_ERR_AGAIN) return rv;
     /* AGAIN asked for on_writable.  A writable left from before costs one
      * more try, then the wait; no lock on the way when there is room. */
     pthread_mutex_lock(&s->mu);
-    while (!s->writable && !s->done) pthread_cond_wait(&s->cv, &s->mu);
+    WAIT_CV(s, s->writable || s->done);
     s->writable = 0;
     int done = s->done;
     pthread_mutex_unlock(&s->mu);
@@ -271,6 +305,11 @@ int mrpc_stream_set_status(mrpc_stream *s, mrpc_status_code code,
   }
   if (!s->is_server) return MRPC_ERR_STATE;
   s->status_set = 1;
+  if ((!message || !message[0]) && !details_len) {
+    /* The usual OK: no copy (reply is the library's, never handed out). */
+    mrpc__status_set_empty(&s->reply, code);
+    return 0;
+  }
   return mrpc__status_set(&s->reply, code, message, details, details_len);
 }
 
@@ -290,7 +329,7 @@ int mrpc_stream_finish(mrpc_stream *s, mrpc_status *st) {
   pthread_mutex_unlock(&s->mu);
   if (release) mrpc__call_rx_release(s->call);
   pthread_mutex_lock(&s->mu);
-  while (!s->done) pthread_cond_wait(&s->cv, &s->mu);
+  WAIT_CV(s, s->done);
   pthread_mutex_unlock(&s->mu);
   if (st) {
     *st = s->final;
@@ -352,7 +391,7 @@ int mrpc__stream_serve(mrpc_call *call, mrpc_blocking_handler handler,
     return 0;
   }
   int rv = submit_handler(s, pool);
-  if (rv) s->refs--; /* no handler will run; on_done frees the stream */
+  if (rv) atomic_store(&s->refs, 1); /* no handler: on_done frees s */
   return rv;
 }
 
@@ -362,9 +401,7 @@ int mrpc__stream_client_new(const mrpc_allocator *alloc, mrpc_stream **out,
                             const mrpc_call_ops **ops) {
   mrpc_stream *s = stream_new(alloc, NULL);
   if (!s) return MRPC_ERR_NOMEM;
-  /* The finishing thread frees the stream; on_done's release is the
-   * only other one and must not free it first. */
-  s->refs = 2;
+  /* The finishing thread frees the stream (refs unused). */
   *out = s;
   *ops = &stream_ops;
   return 0;

@@ -5,7 +5,13 @@
 
 #define SLACK_MS 5000 /* "promptly" on a loaded machine */
 
-enum { DL_BLOCKING_UNARY, DL_BLOCKING_BIDI, DL_EVENT_UNARY, DL_COUNT };
+enum {
+  DL_BLOCKING_UNARY,
+  DL_BLOCKING_BIDI,
+  DL_EVENT_UNARY,
+  DL_SEND_THEN_WAIT,
+  DL_COUNT
+};
 static const mrpc_method k_dl[DL_COUNT] = {
     [DL_BLOCKING_UNARY] = {"/e2e.Dl/BlockingUnary", MRPC_UNARY,
                            E2E_D(simple_request), E2E_D(simple_response)},
@@ -14,6 +20,8 @@ static const mrpc_method k_dl[DL_COUNT] = {
                           E2E_D(streaming_output_call_response)},
     [DL_EVENT_UNARY] = {"/e2e.Dl/EventUnary", MRPC_UNARY,
                         E2E_D(simple_request), E2E_D(simple_response)},
+    [DL_SEND_THEN_WAIT] = {"/e2e.Dl/SendThenWait", MRPC_UNARY,
+                           E2E_D(simple_request), E2E_D(simple_response)},
 };
 
 /* What the slow handlers saw. */
@@ -62,6 +70,31 @@ static void blocking_unary(mrpc_stream *s, void *user) {
   mrpc_stream_set_status(s, MRPC_STATUS_OK, "too late", NULL, 0);
 }
 
+/* Unary that sends its response (held by the library until the handler
+ * returns: a unary response goes with the status), then waits past the
+ * deadline: the held response must be dropped, not leaked or sent after
+ * the end.  g_result: 1 = saw the cancellation, 0 = gave up; g_send_rc:
+ * what the send returned. */
+static atomic_int g_send_rc;
+static void send_then_wait(mrpc_stream *s, void *user) {
+  (void)user;
+  mrpc_call *call = mrpc_stream_call(s);
+  note_start(call);
+  ProtobufCMessage *req;
+  if (mrpc_stream_recv(s, &req) == 1) protobuf_c_message_free_unpacked(req, NULL);
+  e2e_msg r;
+  atomic_store(&g_send_rc,
+               mrpc_stream_send(s, e2e_msg_str(&r, E2E_D(simple_response),
+                                               "early")));
+  int saw = 0;
+  for (int64_t until = e2e_now_ms() + 3000; e2e_now_ms() < until && !saw;) {
+    saw = mrpc_call_is_cancelled(call);
+    if (!saw) e2e_sleep_ms(1);
+  }
+  ended(saw);
+  mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
+}
+
 /* Bidi: reads until the end; g_result = the last mrpc_stream_recv result
  * (MRPC_ERR_CLOSED when the call was cut short). */
 static void blocking_bidi(mrpc_stream *s, void *user) {
@@ -93,6 +126,7 @@ static const mrpc_method_handler k_dl_h[DL_COUNT] = {
     [DL_BLOCKING_UNARY] = {NULL, blocking_unary, NULL},
     [DL_BLOCKING_BIDI] = {NULL, blocking_bidi, NULL},
     [DL_EVENT_UNARY] = {event_unary, NULL, NULL},
+    [DL_SEND_THEN_WAIT] = {NULL, send_then_wait, NULL},
 };
 
 /* Waits for the handler to see the end of its call; returns g_result. */
@@ -143,6 +177,22 @@ static void test_deadline_shorter_than_a_slow_blocking_handler(void **state) {
     int64_t left = atomic_load(&g_left_ms);
     assert_true(left <= 100); /* may be < 0 if the worker started late */
     assert_int_equal(server_result(), 1);
+  }
+}
+
+/* A blocking unary handler that sent its response and then outlived the
+ * deadline: the client gets DEADLINE_EXCEEDED and no response, the handler
+ * sees the cancellation, and the held response is freed (ASan). */
+static void test_response_sent_before_the_deadline_passes_is_dropped(
+    void **state) {
+  (void)state;
+  for (int cli = 0; cli < 2; cli++) {
+    reset();
+    atomic_store(&g_send_rc, -100);
+    assert_int_equal(timed_unary(&k_dl[DL_SEND_THEN_WAIT], cli, 150),
+                     MRPC_STATUS_DEADLINE_EXCEEDED);
+    assert_int_equal(server_result(), 1);
+    assert_int_equal(atomic_load(&g_send_rc), 0);
   }
 }
 
@@ -390,6 +440,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deadline_shorter_than_a_slow_blocking_handler),
       cmocka_unit_test(test_server_side_deadline_marks_the_call_cancelled),
+      cmocka_unit_test(
+          test_response_sent_before_the_deadline_passes_is_dropped),
       cmocka_unit_test(test_deadline_ends_a_blocking_handlers_recv_with_closed),
       cmocka_unit_test(test_deadline_ends_an_event_handlers_call),
       cmocka_unit_test(test_tiny_deadline_gives_deadline_exceeded),
