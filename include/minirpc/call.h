@@ -202,7 +202,10 @@ typedef struct mrpc_stream mrpc_stream;
 MRPC_EXTERN int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out);
 
 /* Sends msg, waiting while the send queue is full (flow control).  Errors as
- * mrpc_call_send, except that MRPC_ERR_AGAIN is never returned. */
+ * mrpc_call_send, except that MRPC_ERR_AGAIN is never returned.  In a
+ * server's unary or client-streaming handler the one response leaves with
+ * the status, when the handler returns (the client waits for both anyway;
+ * a call that ends first drops it). */
 MRPC_EXTERN int mrpc_stream_send(mrpc_stream *s, const ProtobufCMessage *msg);
 
 /* 1 if the message the last successful mrpc_stream_recv returned came
