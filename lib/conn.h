@@ -56,7 +56,8 @@ typedef struct mrpc__conn_limits {
   uint32_t max_unknown;  /* frames of unknown (extension) types */
 } mrpc__conn_limits;
 
-/* Client keepalive (keepalive.md): the time is clamped by the channel. */
+/* Keepalive (keepalive.md): a client's time is clamped by the channel; a
+ * server pings with or without calls (permit_without_calls). */
 typedef struct mrpc__conn_keepalive {
   int64_t time_ms;    /* 0: off */
   int64_t timeout_ms; /* > 0 when time_ms is */
@@ -73,7 +74,7 @@ typedef struct mrpc__conn_cfg {
   struct mrpc_tls_creds *tls;
   const char *tls_host; /* client: name to verify and send as SNI */
   const mrpc__conn_limits *limits; /* server; NULL: none (no checks at all) */
-  mrpc__conn_keepalive keepalive;  /* client */
+  mrpc__conn_keepalive keepalive;
 } mrpc__conn_cfg;
 
 /* Wraps a connected (server) or connecting (client) non-blocking socket.

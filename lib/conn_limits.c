@@ -252,9 +252,10 @@ void mrpc__conn_limits_start(mrpc__conn *c) {
                       age_fire);
 }
 
-/* Client keepalive: a PING once nothing has been received for time_ms
- * (while calls are open, or always with permit_without_calls); no ACK
- * within timeout_ms closes the connection (its calls: UNAVAILABLE). */
+/* Keepalive: a PING once nothing has been received for time_ms (while
+ * calls are open, or always with permit_without_calls); no ACK within
+ * timeout_ms closes the connection (a client's calls: UNAVAILABLE; a
+ * server's: cancelled). */
 void mrpc__conn_ka_fire(mrpc__timer *t) {
   mrpc__conn *c = CONN_OF(t, ka_timer);
   const mrpc__conn_keepalive *k = &c->cfg.keepalive;

@@ -66,6 +66,7 @@ struct mrpc_server {
   int started, stopped;
   /* Limits (docs/security.md): every connection points at these. */
   mrpc__conn_limits limits;
+  mrpc__conn_keepalive ka;
   int max_conns;
   int n_open; /* connections open, all loops (atomic) */
   pthread_mutex_t mu;
@@ -109,6 +110,12 @@ static void limits_init(mrpc_server *s, const mrpc_server_opts *o) {
   l->max_resets = budget_opt(o->max_reset_streams);
   l->max_empty = budget_opt(o->max_empty_frames);
   l->max_unknown = budget_opt(o->max_unknown_frames);
+  /* Server pings go whether or not the connection has calls: an idle
+   * connection of a vanished client is found too. */
+  s->ka.time_ms = ms_opt(o->keepalive_time_ms, 2 * 60 * 60 * 1000);
+  s->ka.timeout_ms = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms
+                                                 : 20000;
+  s->ka.permit_without_calls = 1;
   s->max_conns = o->max_connections == 0 ? DEFAULT_MAX_CONNECTIONS
                  : o->max_connections < 0 ? INT_MAX
                                           : o->max_connections;
@@ -408,7 +415,7 @@ static void on_accept(mrpc__io *io, uint32_t events) {
     }
     mrpc__conn_cfg cfg = {1, s->opts.max_concurrent_streams, 8192,
                           16 * s->opts.send_queue_limit, s->alloc,
-                          s->opts.tls, NULL, &s->limits, {0, 0, 0}};
+                          s->opts.tls, NULL, &s->limits, s->ka};
     mrpc__conn *c;
     if (mrpc__conn_new(sl->loop, fd, 0, &cfg, peer, &server_owner, sl, &c) ==
         0)

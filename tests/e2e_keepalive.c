@@ -1,6 +1,7 @@
 /* End to end: client keepalive (keepalive.md, A8) against our server and
- * against a fake HTTP/2 server that answers nothing, and the server's
- * connection lifetime limits as our channel sees them.
+ * against a fake HTTP/2 server that answers nothing, the server's
+ * connection lifetime limits as our channel sees them, and the server's
+ * own keepalive against a raw client that stops answering.
  *
  * The channel raises a keepalive time under 10 s to 10 s; these tests lower
  * that floor (mrpc__keepalive_min_time_ms, internal) to use 100 ms.
@@ -172,10 +173,35 @@ static void fake_write(int fd, const void *p, size_t n) {
   }
 }
 
+/* Reads the whole frames in buf[0..len): counts PINGs in *pings and
+ * acknowledges them (ack_pings) and SETTINGS (ack_settings).  Returns the
+ * bytes used. */
+static size_t take_frames(int fd, const uint8_t *buf, size_t len,
+                          int ack_pings, int ack_settings, int *pings) {
+  static const uint8_t settings_ack[9] = {0, 0, 0, 4, 1, 0, 0, 0, 0};
+  size_t off = 0;
+  while (len - off >= 9) {
+    const uint8_t *h = buf + off;
+    size_t flen = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+    if (len - off < 9 + flen) break;
+    if (ack_settings && h[3] == 4 && !(h[4] & 1))
+      fake_write(fd, settings_ack, 9);
+    if (h[3] == 6 && !(h[4] & 1) && flen == 8) {
+      (*pings)++;
+      if (ack_pings) {
+        uint8_t ack[17] = {0, 0, 8, 6, 1, 0, 0, 0, 0};
+        memcpy(ack + 9, h + 9, 8);
+        fake_write(fd, ack, sizeof ack);
+      }
+    }
+    off += 9 + flen;
+  }
+  return off;
+}
+
 /* Serves one connection until EOF or stop. */
 static void fake_conn(fake *f, int fd) {
   static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
-  static const uint8_t settings_ack[9] = {0, 0, 0, 4, 1, 0, 0, 0, 0};
   uint8_t buf[65536];
   size_t len = 0, skip = 24; /* the client preface */
   fake_write(fd, settings, sizeof settings);
@@ -188,29 +214,12 @@ static void fake_conn(fake *f, int fd) {
       break;
     }
     len += (size_t)r;
-    size_t off = 0;
-    for (;;) {
-      if (skip) {
-        size_t k = len - off < skip ? len - off : skip;
-        off += k;
-        skip -= k;
-        if (skip) break;
-      }
-      if (len - off < 9) break;
-      uint8_t *h = buf + off;
-      size_t flen = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
-      if (len - off < 9 + flen) break;
-      if (h[3] == 4 && !(h[4] & 1)) fake_write(fd, settings_ack, 9);
-      if (h[3] == 6 && !(h[4] & 1) && flen == 8) {
-        atomic_fetch_add(&f->pings, 1);
-        if (f->ack_pings) {
-          uint8_t ack[17] = {0, 0, 8, 6, 1, 0, 0, 0, 0};
-          memcpy(ack + 9, h + 9, 8);
-          fake_write(fd, ack, sizeof ack);
-        }
-      }
-      off += 9 + flen;
-    }
+    size_t off = len < skip ? len : skip;
+    skip -= off;
+    int pings = 0;
+    if (!skip)
+      off += take_frames(fd, buf + off, len - off, f->ack_pings, 1, &pings);
+    atomic_fetch_add(&f->pings, pings);
     memmove(buf, buf + off, len - off);
     len -= off;
   }
@@ -288,6 +297,144 @@ static void test_unanswered_ping_closes_the_connection(void **state) {
   fake_stop(&f);
 }
 
+/* ---- server keepalive, against a client that stops answering ---- */
+
+/* An event bidi handler that never answers; on_done records its code. */
+static atomic_int g_srv_done, g_srv_code;
+static void hold_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
+  (void)call;
+  (void)ctx;
+  atomic_store(&g_srv_code, (int)st->code);
+  atomic_store(&g_srv_done, 1);
+}
+static void hold_handler(mrpc_call *call, void *user) {
+  (void)user;
+  static const mrpc_call_ops ops = {NULL, NULL, NULL, hold_done};
+  mrpc_call_set_ops(call, &ops, NULL);
+}
+static const mrpc_method k_hold = {"/e2e.Ka/Hold", MRPC_BIDI_STREAMING,
+                                   E2E_D(simple_request),
+                                   E2E_D(simple_response)};
+
+/* A server with k_hold and the given keepalive; resets g_srv_done. */
+static void hold_server(e2e_server *srv, int64_t time_ms, int64_t timeout_ms) {
+  mrpc_server_opts so;
+  mrpc_server_opts_init(&so);
+  so.keepalive_time_ms = time_ms;
+  so.keepalive_timeout_ms = timeout_ms;
+  mrpc_method_handler hh = {hold_handler, NULL, NULL};
+  e2e_server_start(srv, &so, NULL, &k_hold, &hh, 1);
+  atomic_store(&g_srv_done, 0);
+}
+
+/* One HPACK field, literal without indexing, new name, no Huffman. */
+static size_t hpack_lit(uint8_t *o, const char *n, const char *v) {
+  size_t nl = strlen(n), vl = strlen(v), k = 0;
+  o[k++] = 0;
+  o[k++] = (uint8_t)nl;
+  memcpy(o + k, n, nl);
+  k += nl;
+  o[k++] = (uint8_t)vl;
+  memcpy(o + k, v, vl);
+  return k + vl;
+}
+
+/* A raw client: preface, SETTINGS, HEADERS of a call to k_hold; then it
+ * reads, answering nothing (or only PINGs, with ack_pings) until the
+ * server closes or until_ms passes.  Returns 1 on the server's EOF;
+ * *pings counts the server's PINGs. */
+static int raw_silent_client(int port, int ack_pings, int64_t until_ms,
+                             int *pings) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)port);
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  uint8_t out[512];
+  size_t n = 0;
+  memcpy(out, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+  n = 24;
+  static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+  memcpy(out + n, settings, 9);
+  n += 9;
+  uint8_t *h = out + n;
+  size_t b = 9;
+  b += hpack_lit(h + b, ":method", "POST");
+  b += hpack_lit(h + b, ":scheme", "http");
+  b += hpack_lit(h + b, ":path", k_hold.path);
+  b += hpack_lit(h + b, ":authority", "localhost");
+  b += hpack_lit(h + b, "content-type", "application/grpc");
+  b += hpack_lit(h + b, "te", "trailers");
+  size_t flen = b - 9;
+  uint8_t hd[9] = {0, (uint8_t)(flen >> 8), (uint8_t)flen, 1, 4, 0, 0, 0, 1};
+  memcpy(h, hd, 9); /* HEADERS, END_HEADERS, stream 1 */
+  n += b;
+  assert_int_equal(send(fd, out, n, MSG_NOSIGNAL), (ssize_t)n);
+  uint8_t buf[65536];
+  size_t len = 0;
+  int eof = 0;
+  *pings = 0;
+  while (!eof && e2e_now_ms() < until_ms) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 20) <= 0) continue;
+    ssize_t r = recv(fd, buf + len, sizeof buf - len, 0);
+    if (r <= 0) {
+      eof = 1;
+      break;
+    }
+    len += (size_t)r;
+    size_t off = take_frames(fd, buf, len, ack_pings, 0, pings);
+    memmove(buf, buf + off, len - off);
+    len -= off;
+  }
+  close(fd);
+  return eof;
+}
+
+/* A client that stops answering (here: it never reads its PINGs' way
+ * back): the server's keepalive PING goes unanswered, the server closes
+ * the connection and the call ends, long before any deadline. */
+static void test_server_keepalive_finds_a_silent_client(void **state) {
+  (void)state;
+  e2e_server srv;
+  hold_server(&srv, 100, 300);
+  int pings;
+  int64_t t0 = e2e_now_ms();
+  int eof = raw_silent_client(srv.port, 0, t0 + 10000, &pings);
+  int64_t took = e2e_now_ms() - t0;
+  assert_int_equal(eof, 1);
+  assert_true(pings >= 1);
+  assert_true(took >= 350); /* a ping after 100 ms idle + 300 ms wait */
+  E2E_WAIT_UNTIL(atomic_load(&g_srv_done), 5000);
+  assert_int_equal(atomic_load(&g_srv_done), 1);
+  assert_int_equal(atomic_load(&g_srv_code), MRPC_STATUS_CANCELLED);
+  e2e_server_stop(&srv);
+}
+
+/* The same client answering the PINGs keeps its connection and its call
+ * (for 1.2 s: several pings, no close); keepalive off (< 0) sends none. */
+static void test_server_keepalive_answered_or_off_keeps_the_call(
+    void **state) {
+  (void)state;
+  for (int off = 0; off <= 1; off++) {
+    e2e_server srv;
+    hold_server(&srv, off ? -1 : 100, 300);
+    int pings;
+    int eof = raw_silent_client(srv.port, 1, e2e_now_ms() + 1200, &pings);
+    assert_int_equal(eof, 0);
+    if (off)
+      assert_int_equal(pings, 0);
+    else
+      assert_true(pings >= 2);
+    /* The client went away (closed): the call ends. */
+    E2E_WAIT_UNTIL(atomic_load(&g_srv_done), 5000);
+    assert_int_equal(atomic_load(&g_srv_done), 1);
+    e2e_server_stop(&srv);
+  }
+}
+
 /* Pings that are answered keep an idle call's connection up; without
  * permit_without_calls they stop when the last call ends, with it they go
  * on.  The keepalive off (0) sends none. */
@@ -353,6 +500,8 @@ int main(void) {
       cmocka_unit_test(test_idle_and_age_limits_are_graceful),
       cmocka_unit_test(test_unanswered_ping_closes_the_connection),
       cmocka_unit_test(test_permit_without_calls),
+      cmocka_unit_test(test_server_keepalive_finds_a_silent_client),
+      cmocka_unit_test(test_server_keepalive_answered_or_off_keeps_the_call),
       cmocka_unit_test(test_keepalive_time_is_clamped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

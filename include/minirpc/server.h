@@ -116,6 +116,17 @@ typedef struct mrpc_server_opts {
   int max_reset_streams;
   int max_empty_frames;
   int max_unknown_frames;
+
+  /* ---- Server keepalive (keepalive.md): finds clients that are gone
+   * without a word (host down, network cut), whose calls would otherwise
+   * wait for their deadline or TCP's own timeout. ---- */
+  /* A PING once nothing has been received from the client for this long,
+   * with or without calls; 0 = 2 hours (gRPC's default); < 0 = never. */
+  int64_t keepalive_time_ms;
+  /* A keepalive PING not acknowledged within this closes the connection;
+   * its calls end as if the client had gone (cancelled: a blocking
+   * handler sees mrpc_call_is_cancelled); 0 = 20 s. */
+  int64_t keepalive_timeout_ms;
 } mrpc_server_opts;
 
 /* Fills *o with the defaults (size set, everything else 0 = default). */
