@@ -54,6 +54,12 @@ typedef struct mrpc__conn_limits {
   uint32_t max_resets;   /* per FLOOD_WINDOW: RST_STREAM we are made to send */
   uint32_t max_empty;    /* empty DATA / HEADERS / CONTINUATION frames */
   uint32_t max_unknown;  /* frames of unknown (extension) types */
+  uint32_t max_settings; /* SETTINGS frames (not ACKs) */
+  uint32_t max_priority; /* PRIORITY frames */
+  /* WINDOW_UPDATE frames: at most WU_SLACK + 2 per HEADERS received +
+   * this many per DATA frame sent (a reader reopens windows as our DATA
+   * arrives); 0: no limit. */
+  uint32_t max_wu_per_data;
 } mrpc__conn_limits;
 
 /* Keepalive (keepalive.md): a client's time is clamped by the channel; a

@@ -61,6 +61,9 @@ struct mrpc__conn {
   int64_t last_ping_ms; /* server: previous PING (PING_NEVER after data) */
   int ping_strikes;
   int64_t tat_resets, tat_empty, tat_unknown; /* flood budgets (GCRA, us) */
+  int64_t tat_settings, tat_priority;
+  /* WINDOW_UPDATE budget: those received, HEADERS received, DATA sent */
+  uint64_t wu_in, headers_in, data_out;
   /* Frame scanner (server): every frame header the peer sends. */
   int scan_on;
   uint32_t scan_skip;   /* preface bytes, then payload of the frame */

@@ -14,6 +14,7 @@
 #define KILL_MS 1000               /* close this long after a fatal GOAWAY */
 #define IDLE_PING_MIN_MS (2 * 3600 * 1000LL) /* pings without calls */
 #define PREFACE_LEN 24
+#define WU_SLACK 100 /* WINDOW_UPDATEs allowed before any DATA ratio */
 
 int64_t mrpc__keepalive_min_time_ms = 10000;
 
@@ -111,6 +112,7 @@ static void scan_frame(mrpc__conn *c, uint32_t len, uint8_t type,
       c->scan_pad = flags; /* empty if all padding: see the pad byte */
     break;
   case NGHTTP2_HEADERS:
+    c->headers_in++;
     c->hdr_open = !(flags & NGHTTP2_FLAG_END_HEADERS);
     if (len == 0)
       empty = 1;
@@ -120,6 +122,23 @@ static void scan_frame(mrpc__conn *c, uint32_t len, uint8_t type,
   case NGHTTP2_CONTINUATION:
     if (flags & NGHTTP2_FLAG_END_HEADERS) c->hdr_open = 0;
     empty = len == 0;
+    break;
+  case NGHTTP2_SETTINGS:
+    if (!(flags & NGHTTP2_FLAG_ACK))
+      mrpc__conn_flood(c, &c->tat_settings, l->max_settings,
+                       "too_many_settings");
+    break;
+  case NGHTTP2_PRIORITY:
+    mrpc__conn_flood(c, &c->tat_priority, l->max_priority,
+                     "too_many_priority_frames");
+    break;
+  case NGHTTP2_WINDOW_UPDATE:
+    /* Legitimate ones follow our DATA (or open a new stream's window); a
+     * flood has none to follow. */
+    if (l->max_wu_per_data &&
+        ++c->wu_in > WU_SLACK + 2 * c->headers_in +
+                         (uint64_t)l->max_wu_per_data * c->data_out)
+      conn_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM, "too_many_window_updates");
     break;
   default:
     if (type > NGHTTP2_CONTINUATION)
@@ -240,7 +259,8 @@ void mrpc__conn_limits_start(mrpc__conn *c) {
   int64_t now = mrpc__now_ms();
   c->last_ping_ms = PING_NEVER;
   c->idle_since_ms = now;
-  c->scan_on = l->max_empty || l->max_unknown || l->header_ms;
+  c->scan_on = l->max_empty || l->max_unknown || l->header_ms ||
+               l->max_settings || l->max_priority || l->max_wu_per_data;
   c->scan_skip = PREFACE_LEN;
   if (l->preface_ms && !c->tls)
     mrpc__timer_start(c->loop, &c->rx_timer, now + l->preface_ms,

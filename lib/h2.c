@@ -182,6 +182,9 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f,
   mrpc__conn *c = ud;
   (void)s;
   if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
+    /* WINDOW_UPDATE budget: DATA frames sent (without a copy they are
+     * counted in send_data). */
+    if (f->hd.type == NGHTTP2_DATA && c->tls) c->data_out++;
     /* A8: the ping strikes reset when the server sends HEADERS or DATA. */
     c->last_ping_ms = PING_NEVER;
     c->ping_strikes = 0;
@@ -285,6 +288,7 @@ static int send_data(nghttp2_session *s, nghttp2_frame *f,
   if (mrpc__call_pull(src->ptr, p + 9, length, &eof) != length)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   c->out_len += 9 + length;
+  c->data_out++;
   return 0;
 }
 

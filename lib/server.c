@@ -110,6 +110,12 @@ static void limits_init(mrpc_server *s, const mrpc_server_opts *o) {
   l->max_resets = budget_opt(o->max_reset_streams);
   l->max_empty = budget_opt(o->max_empty_frames);
   l->max_unknown = budget_opt(o->max_unknown_frames);
+  l->max_settings = budget_opt(o->max_settings_frames);
+  l->max_priority = budget_opt(o->max_priority_frames);
+  l->max_wu_per_data = o->max_window_updates_per_data_frame == 0 ? 10
+                       : o->max_window_updates_per_data_frame < 0
+                           ? 0
+                           : (uint32_t)o->max_window_updates_per_data_frame;
   /* Server pings go whether or not the connection has calls: an idle
    * connection of a vanished client is found too. */
   s->ka.time_ms = ms_opt(o->keepalive_time_ms, 2 * 60 * 60 * 1000);

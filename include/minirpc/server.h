@@ -127,6 +127,21 @@ typedef struct mrpc_server_opts {
    * its calls end as if the client had gone (cancelled: a blocking
    * handler sees mrpc_call_is_cancelled); 0 = 20 s. */
   int64_t keepalive_timeout_ms;
+
+  /* ---- More flood budgets (docs/security.md): frames nghttp2 handles in
+   * constant time, but without end.  GOAWAY ENHANCE_YOUR_CALM and the
+   * connection closed. ---- */
+  /* SETTINGS frames (not ACKs), as the budgets above: more than N in a
+   * burst or per 10 s on average: "too_many_settings"; 0 = 100; < 0 = no
+   * limit. */
+  int max_settings_frames;
+  /* PRIORITY frames, the same: "too_many_priority_frames"; 0 = 100; < 0 =
+   * no limit. */
+  int max_priority_frames;
+  /* WINDOW_UPDATE frames: more than 100 + 2 per HEADERS frame received + N
+   * per DATA frame the server has sent: "too_many_window_updates" (a
+   * client reopens windows as our data arrives); 0 = 10; < 0 = no limit. */
+  int max_window_updates_per_data_frame;
 } mrpc_server_opts;
 
 /* Fills *o with the defaults (size set, everything else 0 = default). */

@@ -640,6 +640,79 @@ def too_many_unknown_frames(srv):
         by[0].close()
 
 
+def control_flood_case(srv, debug, fn, fine, what):
+    """fine x fn(c) leave the connection usable; then a flood of them gets
+    GOAWAY ENHANCE_YOUR_CALM debug; a bystander connection is untouched."""
+    by = bystander(srv)
+    try:
+        c = Conn(srv.port)
+        try:
+            for _ in range(fine):
+                fn(c)
+            check_empty_call(c, "after %d %s" % (fine, what))
+            flood(c, 300, fn, c)
+            expect_fatal_goaway(c, debug, tb.WAIT, "300 " + what)
+        finally:
+            c.close()
+        check_bystander(by, debug.decode())
+    finally:
+        by[0].close()
+
+
+@case("--max_settings_frames=20")
+def too_many_settings(srv):
+    """SETTINGS frames (each costs an ACK): 10 are fine, a flood gets
+    GOAWAY ENHANCE_YOUR_CALM "too_many_settings"."""
+    control_flood_case(
+        srv, b"too_many_settings",
+        lambda c: c.send_raw(hf.SettingsFrame(0).serialize()), 10,
+        "SETTINGS frames")
+
+
+@case("--max_priority_frames=20")
+def too_many_priority_frames(srv):
+    """PRIORITY frames for streams never opened (which HTTP/2 allows): 10
+    are fine, a flood gets GOAWAY ENHANCE_YOUR_CALM
+    "too_many_priority_frames"."""
+    sids = iter(range(1001, 1 << 30, 2))
+    control_flood_case(
+        srv, b"too_many_priority_frames",
+        lambda c: c.send_raw(hf.PriorityFrame(
+            next(sids), depends_on=0, stream_weight=15).serialize()), 10,
+        "PRIORITY frames")
+
+
+@case("--max_window_updates_per_data_frame=2")
+def too_many_window_updates(srv):
+    """WINDOW_UPDATE frames that follow no DATA of ours: 50 are fine (the
+    first 100 are), a flood gets GOAWAY ENHANCE_YOUR_CALM
+    "too_many_window_updates".  The bystander, whose client reopens its
+    windows as DATA arrives, is not touched; nor is a client that sends a
+    stream and a connection WINDOW_UPDATE after each of 200 DATA frames."""
+    c = Conn(srv.port)
+    try:
+        sid = start_call(c, FULL_DUPLEX, None, end=False)
+        st = c.streams[sid]
+        for i in range(200):
+            c.send_data(sid, grpc_frame(output_request([10])))
+            c.wait_for(lambda: st.data_frames >= i + 1, tb.WAIT,
+                       "response %d" % (i + 1))
+            # Conn reopens the stream's window itself; the connection's:
+            c.send_raw(hf.WindowUpdateFrame(
+                0, window_increment=1).serialize())
+        c.send_data(sid, b"", end_stream=True)
+        tb.expect_status(c.wait_stream(sid), OK,
+                         "200 responses, 2 WINDOW_UPDATEs after each")
+        check_empty_call(c, "after 400 WINDOW_UPDATEs that followed DATA")
+    finally:
+        c.close()
+    control_flood_case(
+        srv, b"too_many_window_updates",
+        lambda c: c.send_raw(hf.WindowUpdateFrame(
+            0, window_increment=1).serialize()), 50,
+        "WINDOW_UPDATE frames")
+
+
 # ---------------------------------------------------------------------------
 # Descriptors
 

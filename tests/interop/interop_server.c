@@ -578,7 +578,8 @@ static const char *const k_limits[] = {
     "preface_timeout_ms",     "header_timeout_ms",
     "max_connections",        "max_reset_streams",
     "max_empty_frames",       "max_unknown_frames",
-    "rlimit_nofile_headroom"};
+    "rlimit_nofile_headroom", "max_settings_frames",
+    "max_priority_frames",    "max_window_updates_per_data_frame"};
 #define N_LIMITS (sizeof k_limits / sizeof *k_limits)
 
 /* Lowers RLIMIT_NOFILE to the descriptors open now plus headroom. */
@@ -696,6 +697,9 @@ int main(int argc, char **argv) {
   opts.max_reset_streams = (int)lim[9];
   opts.max_empty_frames = (int)lim[10];
   opts.max_unknown_frames = (int)lim[11];
+  opts.max_settings_frames = (int)lim[13];
+  opts.max_priority_frames = (int)lim[14];
+  opts.max_window_updates_per_data_frame = (int)lim[15];
   if (use_tls) {
     mrpc_tls_server_opts to;
     mrpc_tls_server_opts_init(&to);
