@@ -134,7 +134,8 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc__free(a, call->details);
   mrpc_status_free(&call->status);
   mrpc__free(a, call->ics);
-  if (call->held) mrpc__free(a, call->held);
+  mrpc__chunk *held = atomic_load(&call->held);
+  if (held) mrpc__free(a, held);
   mrpc__tls_peer_unref(call->tls_peer);
   for (mrpc__peer_copy *c = call->peer_copies, *next; c; c = next) {
     next = c->next;
@@ -1294,8 +1295,7 @@ static int call_send(mrpc_call *call, const ProtobufCMessage *msg, int hold) {
   }
   if (rv) return rv;
   if (hold) {
-    mrpc__chunk *prev = call->held;
-    call->held = c;
+    mrpc__chunk *prev = atomic_exchange(&call->held, c);
     if (!prev) return 0;
     c = prev;
   }
@@ -1366,10 +1366,8 @@ int mrpc_call_finish(mrpc_call *call, mrpc_status_code code,
                      size_t details_len) {
   if (!call) return MRPC_ERR_INVAL;
   int rv = call_finish(call, code, message, details, details_len);
-  if (call->held) { /* not taken by a finish op */
-    drop_chunk(call, call->held);
-    call->held = NULL;
-  }
+  mrpc__chunk *held = atomic_exchange(&call->held, NULL);
+  if (held) drop_chunk(call, held); /* not taken by a finish op */
   return rv;
 }
 
@@ -1387,9 +1385,9 @@ static int call_finish(mrpc_call *call, mrpc_status_code code,
       snprintf(m, sizeof m, "handler finished with invalid status code %d",
                (int)code);
       atomic_fetch_or(&call->faults, MRPC_FAULT_BAD_STATUS);
-      call_op op = {.call = call, .kind = OP_FINISH, .chunk = call->held,
+      call_op op = {.call = call, .kind = OP_FINISH,
+                    .chunk = atomic_exchange(&call->held, NULL),
                     .code = MRPC_STATUS_UNKNOWN, .msg = strdup(m)};
-      call->held = NULL;
       op_submit(&op);
     }
     return MRPC_ERR_INVAL;
@@ -1411,8 +1409,7 @@ static int call_finish(mrpc_call *call, mrpc_status_code code,
     memcpy(op.details, details, details_len);
     op.details_len = details_len;
   }
-  op.chunk = call->held;
-  call->held = NULL;
+  op.chunk = atomic_exchange(&call->held, NULL);
   return op_submit(&op);
 }
 

@@ -131,8 +131,9 @@ struct mrpc_call {
   call_op fin_op;
   atomic_int fin_posted;
   /* A blocking handler's single response, packed and held for the finish
-   * (mrpc__call_send_held); only the handler's thread touches it. */
-  mrpc__chunk *held;
+   * (mrpc__call_send_held).  Taken only by exchange: another thread may
+   * finish the call at the same time. */
+  _Atomic(mrpc__chunk *) held;
   int in_end_hooks; /* server end hooks running (loop thread) */
   atomic_uint n_sent; /* flags read by other threads are atomic */
   mrpc_metadata *out_headers, *out_trailers; /* server */
@@ -218,8 +219,8 @@ void mrpc__call_set_peer(mrpc_call *call, const char *peer);
 
 /* mrpc_call_send, except that the packed message is held in the call and
  * goes to the loop with the next send or with mrpc_call_finish, in one
- * operation (a server's single response from a blocking handler).  The
- * caller must finish the call on the same thread. */
+ * operation (a server's single response from a blocking handler, which
+ * finishes the call when it returns).  A finish from any thread takes it. */
 int mrpc__call_send_held(mrpc_call *call, const ProtobufCMessage *msg);
 
 /* Creates a call with one reference (the creator's).  Returns NULL on OOM. */

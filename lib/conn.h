@@ -110,6 +110,9 @@ int mrpc__conn_got_too_many_pings(const mrpc__conn *c);
 
 /* The channel's floor for the keepalive time (10 s); tests lower it. */
 extern int64_t mrpc__keepalive_min_time_ms;
+/* The server's floor for its keepalive time (1 s, as grpc-go); tests
+ * lower it. */
+extern int64_t mrpc__server_keepalive_min_time_ms;
 /* Tests: the keepalive time of the channel's next connection. */
 struct mrpc_channel;
 int64_t mrpc__channel_keepalive_time_ms(const struct mrpc_channel *ch);

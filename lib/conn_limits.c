@@ -17,6 +17,7 @@
 #define WU_SLACK 100 /* WINDOW_UPDATEs allowed before any DATA ratio */
 
 int64_t mrpc__keepalive_min_time_ms = 10000;
+int64_t mrpc__server_keepalive_min_time_ms = 1000;
 
 /* ---- limits (server) and keepalive (client) ----
  *

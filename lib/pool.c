@@ -122,7 +122,7 @@ int mrpc__pool_new(int max_workers, const mrpc_allocator *alloc,
 }
 
 /* Queues job; with wake, also wakes a worker for it unless one is on its
- * way.  Returns the worker to post after unlocking through *w. */
+ * way (posted after unlocking).  0 or MRPC_ERR_SHUTDOWN. */
 static int submit(mrpc__pool *p, mrpc__job *job, int wake) {
   pthread_mutex_lock(&p->mu);
   if (p->stopping) {

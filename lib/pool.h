@@ -21,7 +21,8 @@ int mrpc__pool_new(int max_workers, const mrpc_allocator *alloc,
 int mrpc__pool_submit(mrpc__pool *p, mrpc__job *job);
 /* The same, but no worker is woken for it until mrpc__pool_kick (or
  * mrpc__pool_wait_idle): an I/O thread queues the jobs of one pass this
- * way and kicks once before it polls again. */
+ * way and kicks once before it polls again.  Only for the pool that the
+ * calling loop's prepare hook kicks (a server's loops kick its own). */
 int mrpc__pool_submit_later(mrpc__pool *p, mrpc__job *job);
 /* Wakes a worker for jobs queued by submit_later, if any and none is on
  * its way.  Cheap when there are none (one atomic load). */

@@ -119,6 +119,8 @@ static void limits_init(mrpc_server *s, const mrpc_server_opts *o) {
   /* Server pings go whether or not the connection has calls: an idle
    * connection of a vanished client is found too. */
   s->ka.time_ms = ms_opt(o->keepalive_time_ms, 2 * 60 * 60 * 1000);
+  if (s->ka.time_ms && s->ka.time_ms < mrpc__server_keepalive_min_time_ms)
+    s->ka.time_ms = mrpc__server_keepalive_min_time_ms;
   s->ka.timeout_ms = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms
                                                  : 20000;
   s->ka.permit_without_calls = 1;
@@ -517,7 +519,7 @@ void mrpc__server_call_done(mrpc_call *call) {
 /* ---- threads and shutdown ---- */
 
 /* Blocking handlers queued during a loop pass get their worker woken once,
- * before the loop polls again (mrpc__stream_submit). */
+ * before the loop polls again (stream.c, submit_handler). */
 static void kick_pool(void *pool) { mrpc__pool_kick(pool); }
 
 static void *loop_main(void *arg) {
@@ -629,6 +631,9 @@ int mrpc_server_shutdown(mrpc_server *s, int grace_ms) {
     mrpc__loop_stop(s->loops[i].loop);
   }
   for (int i = 0; i < s->n_loops; i++) pthread_join(s->loops[i].thread, NULL);
+  /* Handlers the loops' last pass queued (calls ended waiting for their
+   * request) run now, before shutdown returns: their calls are over. */
+  mrpc__pool_wait_idle(s->pool);
   return 0;
 }
 

@@ -261,7 +261,7 @@ int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
   if (s->is_server) /* the end of requests, unless the call was cut short */
     rv = atomic_load(&s->half_closed) && !mrpc_call_is_cancelled(s->call)
              ? 0
-                                                          : MRPC_ERR_CLOSED;
+             : MRPC_ERR_CLOSED;
   else
     rv = s->final.code == MRPC_STATUS_OK ? 0 : MRPC_ERR_CLOSED;
   pthread_mutex_unlock(&s->mu);

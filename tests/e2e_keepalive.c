@@ -16,6 +16,7 @@
 /* Internal (lib/conn.h): the floor of keepalive_time_ms, and the keepalive
  * time the channel's next connection gets. */
 extern int64_t mrpc__keepalive_min_time_ms;
+extern int64_t mrpc__server_keepalive_min_time_ms;
 int64_t mrpc__channel_keepalive_time_ms(const mrpc_channel *ch);
 
 static const mrpc_method *k_bidi = &e2e_methods[E2E_EVENT][MRPC_BIDI_STREAMING];
@@ -491,8 +492,26 @@ static void test_keepalive_time_is_clamped(void **state) {
   mrpc__keepalive_min_time_ms = floor_ms;
 }
 
+/* The server's keepalive time under its floor (1 s outside these tests)
+ * is raised: 1 ms sends no PING within 600 ms. */
+static void test_server_keepalive_time_is_clamped(void **state) {
+  (void)state;
+  int64_t floor_ms = mrpc__server_keepalive_min_time_ms;
+  mrpc__server_keepalive_min_time_ms = 1000;
+  e2e_server srv;
+  hold_server(&srv, 1, 300);
+  int pings;
+  int eof = raw_silent_client(srv.port, 0, e2e_now_ms() + 600, &pings);
+  mrpc__server_keepalive_min_time_ms = floor_ms;
+  assert_int_equal(eof, 0);
+  assert_int_equal(pings, 0);
+  E2E_WAIT_UNTIL(atomic_load(&g_srv_done), 5000);
+  e2e_server_stop(&srv);
+}
+
 int main(void) {
   mrpc__keepalive_min_time_ms = 10;
+  mrpc__server_keepalive_min_time_ms = 10;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_too_many_pings_doubles_the_keepalive_time),
       cmocka_unit_test(test_pings_within_the_policy_keep_the_call),
@@ -502,6 +521,7 @@ int main(void) {
       cmocka_unit_test(test_permit_without_calls),
       cmocka_unit_test(test_server_keepalive_finds_a_silent_client),
       cmocka_unit_test(test_server_keepalive_answered_or_off_keeps_the_call),
+      cmocka_unit_test(test_server_keepalive_time_is_clamped),
       cmocka_unit_test(test_keepalive_time_is_clamped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

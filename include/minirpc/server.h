@@ -121,7 +121,8 @@ typedef struct mrpc_server_opts {
    * without a word (host down, network cut), whose calls would otherwise
    * wait for their deadline or TCP's own timeout. ---- */
   /* A PING once nothing has been received from the client for this long,
-   * with or without calls; 0 = 2 hours (gRPC's default); < 0 = never. */
+   * with or without calls; 0 = 2 hours (gRPC's default); < 0 = never;
+   * less than 1 s is raised to 1 s. */
   int64_t keepalive_time_ms;
   /* A keepalive PING not acknowledged within this closes the connection;
    * its calls end as if the client had gone (cancelled: a blocking
