@@ -579,7 +579,8 @@ static const char *const k_limits[] = {
     "max_connections",        "max_reset_streams",
     "max_empty_frames",       "max_unknown_frames",
     "rlimit_nofile_headroom", "max_settings_frames",
-    "max_priority_frames",    "max_window_updates_per_data_frame"};
+    "max_priority_frames",    "max_window_updates_per_data_frame",
+    "keepalive_time_ms",      "keepalive_timeout_ms"};
 #define N_LIMITS (sizeof k_limits / sizeof *k_limits)
 
 /* Lowers RLIMIT_NOFILE to the descriptors open now plus headroom. */
@@ -700,6 +701,8 @@ int main(int argc, char **argv) {
   opts.max_settings_frames = (int)lim[13];
   opts.max_priority_frames = (int)lim[14];
   opts.max_window_updates_per_data_frame = (int)lim[15];
+  opts.keepalive_time_ms = lim[16];
+  opts.keepalive_timeout_ms = lim[17];
   if (use_tls) {
     mrpc_tls_server_opts to;
     mrpc_tls_server_opts_init(&to);

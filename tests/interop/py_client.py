@@ -254,6 +254,21 @@ def server_compressed_streaming(stub, channel):
     expect_ok(call, "StreamingOutputCall")
 
 
+def quiet_stream(stub, channel):
+    """Two responses 2.5 s apart: the connection is silent in between, and
+    a server with a 1 s keepalive PINGs the client, which must answer
+    within the server's timeout or the call is cut."""
+    request = test_pb2.StreamingOutputCallRequest(
+        response_parameters=[
+            test_pb2.ResponseParameters(size=10),
+            test_pb2.ResponseParameters(size=20, interval_us=2500000)])
+    call = stub.StreamingOutputCall(request, timeout=DEADLINE_S)
+    responses = list(call)
+    check(len(responses) == 2, "%d responses, expected 2" % len(responses))
+    check_payload(responses[1].payload, 20, "the late response")
+    expect_ok(call, "StreamingOutputCall with a quiet gap")
+
+
 def ping_pong(stub, channel):
     request_sizes = (27182, 8, 1828, 45904)
     response_sizes = (31415, 9, 2653, 58979)
@@ -392,7 +407,7 @@ CASES = {fn.__name__: fn for fn in (
     server_compressed_streaming, ping_pong, empty_stream, custom_metadata,
     status_code_and_message, special_status_message, unimplemented_method,
     unimplemented_service, cancel_after_begin, cancel_after_first_response,
-    timeout_on_sleeping_server)}
+    timeout_on_sleeping_server, quiet_stream)}
 
 
 def _parse_args(argv):

@@ -5,6 +5,7 @@
 #
 #   py-client/c-server: tests/interop/py_client.py vs BUILD_DIR/bin/interop_server
 #   py-client/c-server-blocking: the same, server on blocking handlers only
+#   py-client/c-server-keepalive: a quiet stream under the server's PINGs
 #   c-client/py-server: BUILD_DIR/bin/interop_client vs tests/interop/py_server.py
 #   go-client/c-server, c-client/go-server: the same with the grpc-go peers
 #       of tests/interop/go/ (Debian's golang-google-grpc-dev)
@@ -87,6 +88,7 @@ server_pids=()
 TLS=0
 SERVER_TLS_FLAGS=()
 CLIENT_TLS_FLAGS=()
+SERVER_EXTRA_FLAGS=()   # more interop_server flags for one direction
 
 cleanup() {
     local pid
@@ -144,6 +146,7 @@ start_server() {
             local extra=()
             [[ $kind == cb ]] && extra=(--handlers=blocking)
             [[ $TLS == 1 ]] && extra+=("${SERVER_TLS_FLAGS[@]}")
+            extra+=("${SERVER_EXTRA_FLAGS[@]}")
             timeout -k 5 "$SERVER_LIFETIME" \
                 "$BUILD_DIR/bin/interop_server" --port="$server_port" \
                 "${extra[@]}" >"$log" 2>&1 &
@@ -538,6 +541,11 @@ else
     if [[ -x $BUILD_DIR/bin/interop_server ]]; then
         run_direction py-client/c-server py c "${C_SERVER_CASES[@]}"
         run_direction py-client/c-server-blocking py cb "${C_SERVER_CASES[@]}"
+        # Our server's keepalive PINGs (1 s, 0.5 s to answer) during a
+        # quiet stream: grpcio must answer them, or the call is cut.
+        SERVER_EXTRA_FLAGS=(--keepalive_time_ms=1000 --keepalive_timeout_ms=500)
+        run_direction py-client/c-server-keepalive py c quiet_stream
+        SERVER_EXTRA_FLAGS=()
     else
         fail py-client/c-server all \
              "$BUILD_DIR/bin/interop_server is missing (build it with make)"
