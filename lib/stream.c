@@ -114,6 +114,13 @@ static int waiting(mrpc_stream *s) { return atomic_load(&s->waiting) != 0; }
  * after). */
 static void wake(mrpc_stream *s) { pthread_cond_broadcast(&s->cv); }
 
+/* Releases mu, then wakes a waiter if there was one. */
+static void unlock_wake(mrpc_stream *s) {
+  int w = waiting(s);
+  pthread_mutex_unlock(&s->mu);
+  if (w) wake(s);
+}
+
 /* Under mu, on the handler's side: waits until ready(s). */
 #define WAIT_CV(s, ready)                                                    \
   do {                                                                       \
@@ -180,9 +187,7 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
     call->rx_hold = 1;
   }
   mrpc__pool *start = take_start(s);
-  int w = waiting(s);
-  pthread_mutex_unlock(&s->mu);
-  if (w) wake(s);
+  unlock_wake(s);
   if (start) start_handler(s, start);
 }
 
@@ -206,9 +211,7 @@ static void on_writable(mrpc_call *call, void *ctx) {
   mrpc_stream *s = ctx;
   pthread_mutex_lock(&s->mu);
   s->writable = 1;
-  int w = waiting(s);
-  pthread_mutex_unlock(&s->mu);
-  if (w) wake(s);
+  unlock_wake(s);
 }
 
 static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
