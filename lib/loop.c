@@ -54,10 +54,12 @@ struct mrpc__loop {
   atomic_int stop;
   pthread_t thread;
   atomic_int running;
-  /* Tasks: guarded by mu; wake_pending avoids redundant eventfd writes. */
-  pthread_mutex_t mu;
-  mrpc__task *head, *tail;
-  int wake_pending;
+  /* Tasks posted and not taken: a lock-free stack, newest first (posts
+   * from workers would otherwise take a lock each); run_tasks takes it
+   * whole and runs it oldest first.  wake_pending avoids redundant
+   * eventfd writes. */
+  _Atomic(mrpc__task *) posted;
+  atomic_int wake_pending;
   /* Timer min-heap by when_ms (1-based indices stored in timers). */
   mrpc__timer **heap;
   size_t heap_len, heap_cap;
@@ -82,6 +84,18 @@ static void wake_cb(mrpc__io *io, uint32_t events) {
   }
 }
 
+/* Takes every posted task, oldest first. */
+static mrpc__task *take_tasks(mrpc__loop *l) {
+  mrpc__task *t = atomic_exchange(&l->posted, NULL), *fifo = NULL;
+  while (t) {
+    mrpc__task *next = t->next;
+    t->next = fifo;
+    fifo = t;
+    t = next;
+  }
+  return fifo;
+}
+
 int mrpc__loop_new(const mrpc_allocator *alloc, mrpc__loop **out) {
   mrpc__loop *l = mrpc__calloc(alloc, 1, sizeof *l);
   if (!l) return MRPC_ERR_NOMEM;
@@ -94,11 +108,9 @@ int mrpc__loop_new(const mrpc_allocator *alloc, mrpc__loop **out) {
     mrpc__free(alloc, l);
     return MRPC_ERR_IO;
   }
-  pthread_mutex_init(&l->mu, NULL);
   if (mrpc__io_start(l, &l->wake, efd, EPOLLIN, wake_cb) != 0) {
     close(efd);
     close(l->epfd);
-    pthread_mutex_destroy(&l->mu);
     mrpc__free(alloc, l);
     return MRPC_ERR_IO;
   }
@@ -108,8 +120,7 @@ int mrpc__loop_new(const mrpc_allocator *alloc, mrpc__loop **out) {
 
 void mrpc__loop_del(mrpc__loop *l) {
   if (!l) return;
-  mrpc__task *t = l->head;
-  l->head = l->tail = NULL;
+  mrpc__task *t = take_tasks(l);
   while (t) {
     mrpc__task *next = t->next;
     t->fn(t, 1);
@@ -125,7 +136,6 @@ void mrpc__loop_del(mrpc__loop *l) {
   mrpc__io_stop(l, &l->wake);
   close(l->wake.fd);
   close(l->epfd);
-  pthread_mutex_destroy(&l->mu);
   mrpc__free(l->alloc, l->heap);
   mrpc__free(l->alloc, l);
 }
@@ -217,17 +227,13 @@ void mrpc__loop_stop(mrpc__loop *l) {
 }
 
 void mrpc__loop_post(mrpc__loop *l, mrpc__task *t) {
-  t->next = NULL;
-  pthread_mutex_lock(&l->mu);
-  if (l->tail)
-    l->tail->next = t;
-  else
-    l->head = t;
-  l->tail = t;
-  int need_wake = !l->wake_pending && !mrpc__loop_on_thread(l);
-  if (need_wake) l->wake_pending = 1;
-  pthread_mutex_unlock(&l->mu);
-  if (need_wake) {
+  t->next = atomic_load_explicit(&l->posted, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(
+      &l->posted, &t->next, t, memory_order_seq_cst, memory_order_relaxed)) {
+  }
+  /* seq_cst with run_tasks: it clears wake_pending before it takes the
+   * stack, so a post it does not take sees the flag clear and wakes it. */
+  if (tl_loop != l && !atomic_exchange(&l->wake_pending, 1)) {
     uint64_t one = 1;
     ssize_t r = write(l->wake.fd, &one, sizeof one);
     (void)r;
@@ -244,11 +250,8 @@ int mrpc__loop_prepared(void) { return tl_loop && tl_loop->prepare; }
 /* Runs the tasks queued so far; tasks they post wait for the next round so
  * that a task re-posting itself can not starve I/O. */
 static int run_tasks(mrpc__loop *l) {
-  pthread_mutex_lock(&l->mu);
-  mrpc__task *t = l->head;
-  l->head = l->tail = NULL;
-  l->wake_pending = 0;
-  pthread_mutex_unlock(&l->mu);
+  atomic_store(&l->wake_pending, 0);
+  mrpc__task *t = take_tasks(l);
   int n = 0;
   while (t) {
     mrpc__task *next = t->next;
@@ -361,10 +364,7 @@ void mrpc__loop_run(mrpc__loop *l) {
   while (!atomic_load(&l->stop)) {
     if (l->prepare) l->prepare(l->prepare_arg);
     int timeout = -1;
-    pthread_mutex_lock(&l->mu);
-    int have_tasks = l->head != NULL;
-    pthread_mutex_unlock(&l->mu);
-    if (have_tasks) {
+    if (atomic_load(&l->posted)) {
       timeout = 0;
     } else if (l->heap_len) {
       int64_t d = l->heap[0]->when_ms - mrpc__now_ms();
@@ -381,6 +381,8 @@ void mrpc__loop_run(mrpc__loop *l) {
      * poll round, and a task re-posting itself still can not starve I/O. */
     if (run_tasks(l)) run_tasks(l);
   }
+  /* What the last pass left for the hook (a server's queued handlers). */
+  if (l->prepare) l->prepare(l->prepare_arg);
   tl_loop = outer;
   atomic_store(&l->running, 0);
   atomic_store(&l->stop, 0);

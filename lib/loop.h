@@ -58,8 +58,8 @@ int mrpc__loop_on_thread(const mrpc__loop *loop);
  * callback returns (never re-entrantly), from others the loop is woken. */
 void mrpc__loop_post(mrpc__loop *loop, mrpc__task *t);
 
-/* fn(arg) runs on the loop thread before every poll (set before
- * mrpc__loop_run).  mrpc__loop_prepared() says whether the calling thread
+/* fn(arg) runs on the loop thread before every poll and once more as
+ * mrpc__loop_run returns (set before mrpc__loop_run).  mrpc__loop_prepared() says whether the calling thread
  * is running a loop that has one. */
 void mrpc__loop_set_prepare(mrpc__loop *loop, void (*fn)(void *), void *arg);
 int mrpc__loop_prepared(void);

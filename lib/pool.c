@@ -32,11 +32,18 @@ struct mrpc__pool {
   worker *workers;
   worker *idle;
   int waking;        /* workers with waking set: 0 or 1 */
-  int max, n, stopping;
+  int max, n;
+  atomic_int stopping; /* set under mu; submit_later reads it without */
   int busy;          /* jobs running (mrpc__pool_wait_idle) */
   int idle_waiters;  /* threads in mrpc__pool_wait_idle */
-  atomic_int unkicked; /* jobs queued by submit_later, no wake-up yet */
 };
+
+/* Jobs submit_later kept on this thread, handed to their pool in one lock
+ * round by the kick before the thread's loop polls (or exits). */
+static _Thread_local struct {
+  mrpc__pool *pool;
+  mrpc__job *head, *tail;
+} tl_batch;
 
 static void *worker_main(void *arg);
 
@@ -121,46 +128,54 @@ int mrpc__pool_new(int max_workers, const mrpc_allocator *alloc,
   return 0;
 }
 
-/* Queues job; with wake, also wakes a worker for it unless one is on its
- * way (posted after unlocking).  0 or MRPC_ERR_SHUTDOWN. */
-static int submit(mrpc__pool *p, mrpc__job *job, int wake) {
+/* Queues the jobs head..tail and wakes a worker for them unless one is on
+ * its way (it takes them or wakes the next; posted after unlocking).
+ * 0 or MRPC_ERR_SHUTDOWN. */
+static int submit(mrpc__pool *p, mrpc__job *head, mrpc__job *tail) {
   pthread_mutex_lock(&p->mu);
   if (p->stopping) {
     pthread_mutex_unlock(&p->mu);
     return MRPC_ERR_SHUTDOWN;
   }
-  job->next = NULL;
   if (p->tail)
-    p->tail->next = job;
+    p->tail->next = head;
   else
-    p->head = job;
-  p->tail = job;
-  /* A worker already on its way takes this job or wakes the next. */
-  worker *w = NULL;
-  if (!wake)
-    atomic_store_explicit(&p->unkicked, 1, memory_order_relaxed);
-  else if (!p->waking)
-    w = wake_one(p);
+    p->head = head;
+  p->tail = tail;
+  worker *w = !p->waking ? wake_one(p) : NULL;
   pthread_mutex_unlock(&p->mu);
   if (w) sem_post(&w->wake);
   return 0;
 }
 
 int mrpc__pool_submit(mrpc__pool *p, mrpc__job *job) {
-  return submit(p, job, 1);
+  job->next = NULL;
+  return submit(p, job, job);
 }
 
 int mrpc__pool_submit_later(mrpc__pool *p, mrpc__job *job) {
-  return submit(p, job, 0);
+  if (atomic_load_explicit(&p->stopping, memory_order_relaxed))
+    return MRPC_ERR_SHUTDOWN;
+  if (tl_batch.pool != p) {
+    mrpc__pool_kick(tl_batch.pool);
+    tl_batch.pool = p;
+  }
+  job->next = NULL;
+  if (tl_batch.tail)
+    tl_batch.tail->next = job;
+  else
+    tl_batch.head = job;
+  tl_batch.tail = job;
+  return 0;
 }
 
 void mrpc__pool_kick(mrpc__pool *p) {
-  if (!atomic_load_explicit(&p->unkicked, memory_order_relaxed)) return;
-  pthread_mutex_lock(&p->mu);
-  atomic_store_explicit(&p->unkicked, 0, memory_order_relaxed);
-  worker *w = p->head && !p->waking ? wake_one(p) : NULL;
-  pthread_mutex_unlock(&p->mu);
-  if (w) sem_post(&w->wake);
+  if (!p || tl_batch.pool != p || !tl_batch.head) return;
+  mrpc__job *head = tl_batch.head, *tail = tl_batch.tail;
+  tl_batch.head = tl_batch.tail = NULL;
+  /* Not refused: the pool stops only after its loops have exited, and a
+   * loop kicks on its way out. */
+  (void)submit(p, head, tail);
 }
 
 void mrpc__pool_wait_idle(mrpc__pool *p) {
@@ -176,7 +191,7 @@ void mrpc__pool_del(mrpc__pool *p) {
   if (!p) return;
   mrpc__pool_wait_idle(p);
   pthread_mutex_lock(&p->mu);
-  p->stopping = 1;
+  atomic_store(&p->stopping, 1);
   while (p->idle) {
     worker *w = p->idle;
     p->idle = w->next_idle;

@@ -19,15 +19,17 @@ int mrpc__pool_new(int max_workers, const mrpc_allocator *alloc,
 /* Queues job (owned by the caller until fn runs).  Returns 0 or
  * MRPC_ERR_SHUTDOWN (pool stopping). */
 int mrpc__pool_submit(mrpc__pool *p, mrpc__job *job);
-/* The same, but no worker is woken for it until mrpc__pool_kick (or
- * mrpc__pool_wait_idle): an I/O thread queues the jobs of one pass this
- * way and kicks once before it polls again.  Only for the pool that the
- * calling loop's prepare hook kicks (a server's loops kick its own). */
+/* The same, but the job waits on this thread, and no worker is woken for
+ * it, until this thread calls mrpc__pool_kick(p) (or mrpc__pool_wait_idle):
+ * an I/O thread queues the jobs of one pass this way and hands them over
+ * in one lock round before it polls again (and before its loop exits: the
+ * loop's prepare hook).  Only for the pool that the calling loop's prepare
+ * hook kicks (a server's loops kick its own). */
 int mrpc__pool_submit_later(mrpc__pool *p, mrpc__job *job);
-/* Wakes a worker for jobs queued by submit_later, if any and none is on
- * its way.  Cheap when there are none (one atomic load). */
+/* Queues the jobs this thread submitted later for p and wakes a worker for
+ * them unless one is on its way.  Cheap when there are none. */
 void mrpc__pool_kick(mrpc__pool *p);
-/* Waits until no job is queued or running. */
+/* Kicks, then waits until no job is queued or running. */
 void mrpc__pool_wait_idle(mrpc__pool *p);
 /* Waits for the jobs, stops and joins the workers, frees.  NULL no-op. */
 void mrpc__pool_del(mrpc__pool *p);
