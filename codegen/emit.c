@@ -252,8 +252,8 @@ static void source_trampolines(cg_sb *o, const char *H, const char *pm,
     P(o,
       "static void\n%s__mrpc_blocking(mrpc_stream *s, void *user) {\n"
       "  const %s *h = user;\n"
-      "  ProtobufCMessage *msg = NULL;\n"
-      "  int rc = mrpc_stream_recv(s, &msg);\n"
+      "  const ProtobufCMessage *msg = NULL;\n"
+      "  int rc = mrpc_stream_recv_borrowed(s, &msg);\n"
       "  if (rc != 1) {\n"
       "    if (rc == 0)\n"
       "      mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "
@@ -264,8 +264,7 @@ static void source_trampolines(cg_sb *o, const char *H, const char *pm,
       "                             \"out of memory\", NULL, 0);\n"
       "    return; /* else the call is over */\n"
       "  }\n"
-      "  h->%s(s, (const %s *)msg, h->user);\n"
-      "  protobuf_c_message_free_unpacked(msg, NULL);\n"
+      "  h->%s(s, (const %s *)msg, h->user); /* msg: the stream's */\n"
       "}\n\n",
       pm, H, m->field_blocking, req);
   } else {

@@ -103,10 +103,15 @@ mrpc_call *mrpc_call_ref(mrpc_call *call) {
   return call;
 }
 
-static void free_chunks(const mrpc_allocator *a, mrpc__chunk *c) {
+/* Frees a chunk, unless it is the call's inline one. */
+static void chunk_free(mrpc_call *call, mrpc__chunk *c) {
+  if ((uint8_t *)c != call->tx_inline) mrpc__free(call->alloc, c);
+}
+
+static void free_chunks(mrpc_call *call, mrpc__chunk *c) {
   while (c) {
     mrpc__chunk *n = c->next;
-    mrpc__free(a, c);
+    chunk_free(call, c);
     c = n;
   }
 }
@@ -114,7 +119,7 @@ static void free_chunks(const mrpc_allocator *a, mrpc__chunk *c) {
 /* Client: no further attempt can come; the replay copy goes. */
 static void commit(mrpc_call *call) {
   call->committed = 1;
-  free_chunks(call->alloc, call->sent_head);
+  free_chunks(call, call->sent_head);
   call->sent_head = call->sent_tail = NULL;
   call->replay_bytes = 0;
 }
@@ -122,8 +127,8 @@ static void commit(mrpc_call *call) {
 void mrpc_call_unref(mrpc_call *call) {
   if (!call || atomic_fetch_sub(&call->refs, 1) != 1) return;
   const mrpc_allocator *a = call->alloc;
-  free_chunks(a, call->sq_head);
-  free_chunks(a, call->sent_head);
+  free_chunks(call, call->sq_head);
+  free_chunks(call, call->sent_head);
   mrpc__deframer_free(&call->df);
   mrpc__metadata_fini(call->md);
   mrpc_metadata_del(call->trailers);
@@ -135,7 +140,7 @@ void mrpc_call_unref(mrpc_call *call) {
   mrpc_status_free(&call->status);
   mrpc__free(a, call->ics);
   mrpc__chunk *held = atomic_load(&call->held);
-  if (held) mrpc__free(a, held);
+  if (held) chunk_free(call, held);
   mrpc__tls_peer_unref(call->tls_peer);
   for (mrpc__peer_copy *c = call->peer_copies, *next; c; c = next) {
     next = c->next;
@@ -508,24 +513,16 @@ static int deliver(void *ud, int compressed, const uint8_t *msg, size_t len) {
   return rv;
 }
 
-/* protobuf-c allocator over call->rx_scratch, then libc. */
-static void *rx_alloc(void *ud, size_t n) {
-  mrpc_call *call = ud;
-  size_t a = (n + 15) & ~(size_t)15;
-  if (a >= n && a <= sizeof call->rx_scratch - call->rx_used) {
-    void *p = call->rx_scratch + call->rx_used;
-    call->rx_used += a;
-    return p;
-  }
-  return malloc(n);
+const char *mrpc__call_parse_error(const mrpc_call *call) {
+  return call->is_server ? "could not parse the request message"
+                         : "could not parse the response message";
 }
 
-static void rx_free(void *ud, void *p) {
-  mrpc_call *call = ud;
-  uint8_t *b = p;
-  if (b >= call->rx_scratch && b < call->rx_scratch + sizeof call->rx_scratch)
-    return;
-  free(p);
+/* Counts a message about to be handed over. */
+static void received(mrpc_call *call, size_t len, size_t wire_len) {
+  call->n_recv++;
+  call->rx_len = len;
+  atomic_fetch_add(&call->bytes_in, wire_len + MRPC__FRAME_HDR_LEN);
 }
 
 /* Unpacks and hands over one message; wire_len is its size as received. */
@@ -550,23 +547,26 @@ static int deliver_plain(mrpc_call *call, const uint8_t *msg, size_t len,
             "a string field is not valid UTF-8 or holds a NUL byte");
     return 1;
   }
+  if (call->defer_unpack && !call->n_ics && len <= sizeof call->rx_scratch) {
+    /* No later message reaches rx_scratch: the single check refuses it. */
+    memcpy(call->rx_scratch, msg, len);
+    received(call, len, wire_len);
+    call->ops.on_message(call, NULL, call->ctx);
+    return atomic_load(&call->done) ? 1 : 0;
+  }
   /* A message the library frees after on_message, untouched by
    * interceptors (which may free or replace it), is unpacked into the
    * call's scratch area. */
-  ProtobufCAllocator scratch = {rx_alloc, rx_free, call};
+  mrpc__scratch sc = {call->rx_scratch, sizeof call->rx_scratch, 0};
+  ProtobufCAllocator scratch = mrpc__scratch_allocator(&sc);
   ProtobufCAllocator *pa =
       call->take_messages || call->n_ics ? NULL : &scratch;
-  call->rx_used = 0;
   ProtobufCMessage *pm = protobuf_c_message_unpack(d, pa, len, msg);
   if (!pm) {
-    rx_fail(call, MRPC_STATUS_INTERNAL,
-            call->is_server ? "could not parse the request message"
-                            : "could not parse the response message");
+    rx_fail(call, MRPC_STATUS_INTERNAL, mrpc__call_parse_error(call));
     return 1;
   }
-  call->n_recv++;
-  call->rx_len = len;
-  atomic_fetch_add(&call->bytes_in, wire_len + MRPC__FRAME_HDR_LEN);
+  received(call, len, wire_len);
   if (call->n_ics && !call->ic_ended) { /* call_data is gone after on_end */
     char *m;
     mrpc_status_code rc = mrpc__ic_recv(call, &pm, &m);
@@ -732,7 +732,7 @@ static void keep_sent(mrpc_call *call, mrpc__chunk *c) {
   if (call->is_server || call->committed ||
       call->replay_bytes + c->len > call->replay_limit) {
     if (!call->is_server && !call->committed) commit(call);
-    mrpc__free(call->alloc, c);
+    chunk_free(call, c);
     return;
   }
   c->next = NULL;
@@ -848,7 +848,7 @@ static void drop_queue(mrpc_call *call) {
   while (c) {
     mrpc__chunk *next = c->next;
     n += c->len - c->off;
-    mrpc__free(call->alloc, c);
+    chunk_free(call, c);
     c = next;
   }
   if (keep) keep->next = NULL;
@@ -990,7 +990,7 @@ void mrpc__call_rewind(mrpc_call *call) {
 /* Drops a packed message that will not be sent. */
 static void drop_chunk(mrpc_call *call, mrpc__chunk *c) {
   atomic_fetch_sub(&call->queued, c->len);
-  mrpc__free(call->alloc, c);
+  chunk_free(call, c);
 }
 
 /* Loop thread: queues a packed message on the call's stream. */
@@ -1099,7 +1099,7 @@ static void send_task(mrpc__task *t, int cancelled) {
     call_op op = {.call = call, .kind = OP_SEND, .chunk = c};
     op_run(&op);
   } else {
-    mrpc__free(call->alloc, c);
+    chunk_free(call, c);
   }
   mrpc_call_unref(call);
 }
@@ -1111,7 +1111,7 @@ static void op_task(mrpc__task *t, int cancelled) {
   if (!cancelled) {
     op_run(op);
   } else if (op->chunk) {
-    mrpc__free(op->call->alloc, op->chunk);
+    chunk_free(op->call, op->chunk);
   }
   op_free(op);
 }
@@ -1142,7 +1142,7 @@ static int op_submit(call_op *op) {
   else
     h = mrpc__malloc(op->call->alloc, sizeof *h);
   if (!h) {
-    if (op->chunk) mrpc__free(op->call->alloc, op->chunk);
+    if (op->chunk) chunk_free(op->call, op->chunk);
     mrpc_metadata_del(op->md);
     free(op->msg);
     free(op->details);
@@ -1235,8 +1235,13 @@ static int send_pack(mrpc_call *call, const ProtobufCMessage *msg,
     int rv = pack_compressed(call, msg, n, &c);
     if (rv) return rv;
   } else {
-    c = mrpc__malloc(call->alloc, sizeof *c + MRPC__FRAME_HDR_LEN + n);
-    if (!c) return MRPC_ERR_NOMEM;
+    size_t size = sizeof *c + MRPC__FRAME_HDR_LEN + n;
+    if (size <= sizeof call->tx_inline &&
+        !atomic_load_explicit(&call->tx_inline_used, memory_order_relaxed) &&
+        !atomic_exchange(&call->tx_inline_used, 1))
+      c = (mrpc__chunk *)call->tx_inline;
+    else if (!(c = mrpc__malloc(call->alloc, size)))
+      return MRPC_ERR_NOMEM;
     c->len = MRPC__FRAME_HDR_LEN + n;
     mrpc__frame_header(c->data, 0, (uint32_t)n);
     protobuf_c_message_pack(msg, c->data + MRPC__FRAME_HDR_LEN);

@@ -79,6 +79,10 @@ struct mrpc_call {
   mrpc_call_ops ops;
   void *ctx;
   int take_messages; /* the blocking layer keeps what on_message gets */
+  /* The blocking layer unpacks the single request on the handler's thread
+   * (whose allocator frees it): a small one reaches on_message as NULL,
+   * its bytes in rx_scratch, rx_len long (deliver_plain). */
+  int defer_unpack;
 
   /* receive */
   mrpc__deframer df;
@@ -194,7 +198,12 @@ struct mrpc_call {
   mrpc_metadata md_in;
   /* A small received message is unpacked here (deliver_plain). */
   _Alignas(16) uint8_t rx_scratch[256];
-  size_t rx_used;
+  /* The call's first small outgoing message is packed here, not in a
+   * chunk of its own (send_pack; chunk_free leaves it): a unary call's
+   * request or response then costs no allocation, and none that one
+   * thread makes and another frees. */
+  _Alignas(16) uint8_t tx_inline[192];
+  atomic_int tx_inline_used;
 
   /* owners */
   mrpc__server_loop *sloop; /* server */
@@ -288,6 +297,8 @@ void mrpc__channel_call_done(mrpc_call *call);
 
 /* Blocking reader caught up: reopen the window.  Any thread. */
 void mrpc__call_rx_release(mrpc_call *call);
+/* The status message of a received message protobuf-c could not parse. */
+const char *mrpc__call_parse_error(const mrpc_call *call);
 
 /* ---- header lists ---- */
 void mrpc__hdrbuf_init(mrpc__hdrbuf *hb, const mrpc_allocator *alloc);

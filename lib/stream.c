@@ -19,7 +19,7 @@
 
 typedef struct inmsg {
   struct inmsg *next;
-  ProtobufCMessage *msg;
+  ProtobufCMessage *msg; /* NULL: still bytes, in call->rx_scratch */
   size_t size;
   int compressed;
 } inmsg;
@@ -59,6 +59,12 @@ struct mrpc_stream {
   mrpc__pool *start_pool;
   int status_set;
   int bad_code; /* mrpc_stream_set_status got a code outside 0..16 */
+  int parse_failed; /* recv could not unpack the request: call finished */
+  int single; /* server, unary or server streaming: one request at most */
+  /* What mrpc_stream_recv_borrowed lent, freed by the next recv or when
+   * the handler returns; a small request is unpacked into scratch. */
+  ProtobufCMessage *lent;
+  _Alignas(16) uint8_t scratch[256];
   mrpc_status reply;
   int last_compressed; /* of the message recv returned last */
 };
@@ -75,14 +81,17 @@ static void inbox_clear(mrpc_stream *s) {
   while (s->head) {
     inmsg *m = s->head;
     s->head = m->next;
-    protobuf_c_message_free_unpacked(m->msg, NULL);
+    if (m->msg) protobuf_c_message_free_unpacked(m->msg, NULL);
     inmsg_free(s, m);
   }
   s->tail = NULL;
   s->inbox_bytes = s->inbox_count = 0;
 }
 
+static void lent_free(mrpc_stream *s);
+
 static void stream_free(mrpc_stream *s) {
+  lent_free(s);
   inbox_clear(s);
   if (!s->is_server) /* each side uses one of the two */
     mrpc_status_free(&s->final);
@@ -160,14 +169,17 @@ static void start_handler(mrpc_stream *s, mrpc__pool *pool) {
 static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
                        void *ctx) {
   mrpc_stream *s = ctx;
-  ProtobufCMessage *m = (ProtobufCMessage *)msg; /* take_messages: ours */
-  pthread_mutex_lock(&s->mu);
+  /* take_messages: ours; NULL with defer_unpack: bytes in rx_scratch */
+  ProtobufCMessage *m = (ProtobufCMessage *)msg;
+  /* Until its handler is queued, a server stream is this thread's alone. */
+  int shared = !s->start_pool;
+  if (shared) pthread_mutex_lock(&s->mu);
   inmsg *n = s->discard     ? NULL
              : !s->spare_used ? (s->spare_used = 1, &s->spare)
                               : mrpc__malloc(s->alloc, sizeof *n);
   if (!n) {
-    pthread_mutex_unlock(&s->mu);
-    protobuf_c_message_free_unpacked(m, NULL);
+    if (shared) pthread_mutex_unlock(&s->mu);
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
     if (!s->discard) mrpc_call_cancel(call);
     return;
   }
@@ -186,9 +198,11 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
     s->held = 1;
     call->rx_hold = 1;
   }
-  mrpc__pool *start = take_start(s);
+  if (!shared) {
+    start_handler(s, take_start(s));
+    return;
+  }
   unlock_wake(s);
-  if (start) start_handler(s, start);
 }
 
 static void on_half_close(mrpc_call *call, void *ctx) {
@@ -217,6 +231,11 @@ static void on_writable(mrpc_call *call, void *ctx) {
 static void on_done(mrpc_call *call, const mrpc_status *st, void *ctx) {
   (void)call;
   mrpc_stream *s = ctx;
+  if (s->is_server && atomic_load(&s->refs) == 1) {
+    /* The handler has returned (and let go of mu): nobody to tell. */
+    stream_free(s);
+    return;
+  }
   pthread_mutex_lock(&s->mu);
   s->done = 1;
   if (!s->is_server) /* a server's handler never reads it */
@@ -238,36 +257,94 @@ static const mrpc_call_ops stream_ops = {on_message, on_half_close,
 
 /* ---- worker side ---- */
 
+/* Frees the message mrpc_stream_recv_borrowed lent (handler's thread, or
+ * the stream's last holder). */
+static void lent_free(mrpc_stream *s) {
+  if (!s->lent) return;
+  /* Scratch frees what it did not carve with libc, as it was made. */
+  mrpc__scratch sc = {s->scratch, sizeof s->scratch, 0};
+  ProtobufCAllocator pa = mrpc__scratch_allocator(&sc);
+  protobuf_c_message_free_unpacked(s->lent, &pa);
+  s->lent = NULL;
+}
+
+/* Unpacks a request the I/O thread left as bytes (call.h, defer_unpack)
+ * on this thread: into the stream's scratch when borrowed, else with libc,
+ * which the handler frees it with. */
+static int recv_unpack(mrpc_stream *s, size_t len, int borrow,
+                       ProtobufCMessage **out) {
+  mrpc_call *call = s->call;
+  mrpc__scratch sc = {s->scratch, sizeof s->scratch, 0};
+  ProtobufCAllocator pa = mrpc__scratch_allocator(&sc);
+  *out = protobuf_c_message_unpack(call->method->request, borrow ? &pa : NULL,
+                                   len, call->rx_scratch);
+  if (*out) return 1;
+  s->parse_failed = 1;
+  mrpc_call_finish(call, MRPC_STATUS_INTERNAL, mrpc__call_parse_error(call),
+                   NULL, 0);
+  return MRPC_ERR_CLOSED;
+}
+
+/* Pops the inbox's first message into *out (NULL: bytes in rx_scratch,
+ * *size long).  Returns 1 if the window held for the reader may reopen. */
+static int inbox_pop(mrpc_stream *s, ProtobufCMessage **out, size_t *size) {
+  inmsg *m = s->head;
+  s->head = m->next;
+  if (!s->head) s->tail = NULL;
+  s->inbox_bytes -= m->size;
+  s->inbox_count--;
+  int release = s->held && s->inbox_bytes <= INBOX_HOLD_BYTES / 2 &&
+                s->inbox_count <= INBOX_HOLD_COUNT / 2;
+  if (release) s->held = 0;
+  *out = m->msg;
+  *size = m->size;
+  s->last_compressed = m->compressed;
+  inmsg_free(s, m);
+  return release;
+}
+
+static int recv_next(mrpc_stream *s, int borrow, ProtobufCMessage **out) {
+  size_t size;
+  int release;
+  lent_free(s);
+  if (s->single && s->head) {
+    /* Nothing reaches the inbox of a single request stream once its
+     * handler runs (the call refuses a second message): no lock. */
+    release = inbox_pop(s, out, &size);
+  } else {
+    pthread_mutex_lock(&s->mu);
+    WAIT_CV(s, s->head || s->done ||
+                   (s->is_server && atomic_load(&s->half_closed)));
+    if (!s->head) {
+      int rv;
+      if (s->is_server) /* the end of requests, unless the call was cut */
+        rv = atomic_load(&s->half_closed) && !mrpc_call_is_cancelled(s->call)
+                 ? 0
+                 : MRPC_ERR_CLOSED;
+      else
+        rv = s->final.code == MRPC_STATUS_OK ? 0 : MRPC_ERR_CLOSED;
+      pthread_mutex_unlock(&s->mu);
+      return rv;
+    }
+    release = inbox_pop(s, out, &size);
+    pthread_mutex_unlock(&s->mu);
+  }
+  if (release) mrpc__call_rx_release(s->call);
+  return *out ? 1 : recv_unpack(s, size, borrow, out);
+}
+
 int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
   if (!s || !out) return MRPC_ERR_INVAL;
   *out = NULL;
-  pthread_mutex_lock(&s->mu);
-  WAIT_CV(s, s->head || s->done ||
-                 (s->is_server && atomic_load(&s->half_closed)));
-  if (s->head) {
-    inmsg *m = s->head;
-    s->head = m->next;
-    if (!s->head) s->tail = NULL;
-    s->inbox_bytes -= m->size;
-    s->inbox_count--;
-    int release = s->held && s->inbox_bytes <= INBOX_HOLD_BYTES / 2 &&
-                  s->inbox_count <= INBOX_HOLD_COUNT / 2;
-    if (release) s->held = 0;
-    *out = m->msg;
-    s->last_compressed = m->compressed;
-    inmsg_free(s, m);
-    pthread_mutex_unlock(&s->mu);
-    if (release) mrpc__call_rx_release(s->call);
-    return 1;
-  }
-  int rv;
-  if (s->is_server) /* the end of requests, unless the call was cut short */
-    rv = atomic_load(&s->half_closed) && !mrpc_call_is_cancelled(s->call)
-             ? 0
-             : MRPC_ERR_CLOSED;
-  else
-    rv = s->final.code == MRPC_STATUS_OK ? 0 : MRPC_ERR_CLOSED;
-  pthread_mutex_unlock(&s->mu);
+  return recv_next(s, 0, out);
+}
+
+int mrpc_stream_recv_borrowed(mrpc_stream *s, const ProtobufCMessage **out) {
+  if (!s || !out) return MRPC_ERR_INVAL;
+  ProtobufCMessage *m = NULL;
+  int rv = recv_next(s, 1, &m);
+  s->lent = m;
+  *out = m;
   return rv;
 }
 
@@ -347,7 +424,10 @@ int mrpc_stream_finish(mrpc_stream *s, mrpc_status *st) {
 static void serve_job(mrpc__job *job) {
   mrpc_stream *s = (mrpc_stream *)((char *)job - offsetof(mrpc_stream, job));
   s->handler(s, s->user);
-  if (s->status_set) {
+  lent_free(s);
+  if (s->parse_failed) {
+    /* finished by recv */
+  } else if (s->status_set) {
     mrpc_call_finish(s->call, s->reply.code, s->reply.message,
                      s->reply.details, s->reply.details_len);
   } else {
@@ -391,6 +471,8 @@ int mrpc__stream_serve(mrpc_call *call, mrpc_blocking_handler handler,
   mrpc_method_kind k = call->method->kind;
   if (k == MRPC_UNARY || k == MRPC_SERVER_STREAMING) {
     s->start_pool = pool; /* on_message, on_half_close or on_done */
+    s->single = 1;
+    call->defer_unpack = 1;
     return 0;
   }
   int rv = submit_handler(s, pool);

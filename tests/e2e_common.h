@@ -441,23 +441,29 @@ E2E_FN void e2e_stream_out(uint8_t *body, size_t len, void *ctx) {
   free(body);
 }
 
+/* Unary and bidi methods read with mrpc_stream_recv_borrowed, the other
+ * two with mrpc_stream_recv: each way is used both for a single request
+ * (unpacked on the worker) and for a stream of them. */
 E2E_FN void e2e_blocking_echo(mrpc_stream *s, void *user) {
   (void)user;
   const mrpc_method *m = mrpc_call_method(mrpc_stream_call(s));
+  int borrow = m->kind == MRPC_UNARY || m->kind == MRPC_BIDI_STREAMING;
   uint32_t fold = E2E_FOLD_INIT;
   ProtobufCMessage *req;
+  const ProtobufCMessage *lent;
   int rc, code = -1;
-  while ((rc = mrpc_stream_recv(s, &req)) == 1) {
+  while ((rc = borrow ? mrpc_stream_recv_borrowed(s, &lent)
+                      : mrpc_stream_recv(s, &req)) == 1) {
     const char *msg;
     const uint8_t *det;
     size_t det_len;
-    int c = e2e_echo_request(req, m->kind, e2e_stream_out, s, &fold, &msg,
-                             &det, &det_len);
+    int c = e2e_echo_request(borrow ? lent : req, m->kind, e2e_stream_out, s,
+                             &fold, &msg, &det, &det_len);
     if (c >= 0 && code < 0) {
       code = c;
       mrpc_stream_set_status(s, (mrpc_status_code)c, msg, det, det_len);
     }
-    protobuf_c_message_free_unpacked(req, NULL);
+    if (!borrow) protobuf_c_message_free_unpacked(req, NULL);
   }
   if (rc < 0) return; /* the call is over: the status is moot */
   if (m->kind == MRPC_CLIENT_STREAMING) {

@@ -201,6 +201,15 @@ typedef struct mrpc_stream mrpc_stream;
  * mrpc_stream_finish).  MRPC_ERR_NOMEM. */
 MRPC_EXTERN int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out);
 
+/* As mrpc_stream_recv, but *out stays the stream's (never free it): valid
+ * until the next recv on s, until the handler returns (server) or until
+ * mrpc_stream_finish (client).  Cheaper where the library unpacks the
+ * message on this thread (a server's single small request): into the
+ * stream's own memory, without malloc.  Same returns; *out is NULL unless
+ * 1 is returned. */
+MRPC_EXTERN int mrpc_stream_recv_borrowed(mrpc_stream *s,
+                                          const ProtobufCMessage **out);
+
 /* Sends msg, waiting while the send queue is full (flow control).  Errors as
  * mrpc_call_send, except that MRPC_ERR_AGAIN is never returned.  In a
  * server's unary or client-streaming handler the one response leaves with

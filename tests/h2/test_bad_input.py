@@ -1020,6 +1020,11 @@ def invalid_protobuf():
     try:
         st = call(c, UNARY_CALL, grpc_frame(b"\xff\xff\xff\xff\xff"))
         expect_status(st, INTERNAL, "UnaryCall body ff ff ff ff ff")
+        # A small single request is parsed on the handler's worker thread:
+        # the status still says why.
+        check(st.grpc_message == "could not parse the request message",
+              "UnaryCall body ff ff ff ff ff: grpc-message %r"
+              % st.grpc_message)
         note(st.describe())
         # A length-delimited field that runs past the end.
         st = call(c, UNARY_CALL, grpc_frame(b"\x1a\x10ab"))

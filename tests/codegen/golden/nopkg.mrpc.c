@@ -42,8 +42,8 @@ plain__run__mrpc_event(mrpc_call *call, void *user) {
 static void
 plain__run__mrpc_blocking(mrpc_stream *s, void *user) {
   const Plain_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -53,8 +53,7 @@ plain__run__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->run_blocking(s, (const Bare *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->run_blocking(s, (const Bare *)msg, h->user); /* msg: the stream's */
 }
 
 int

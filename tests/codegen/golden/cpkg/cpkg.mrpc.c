@@ -39,8 +39,8 @@ cp__renamed__s__go__mrpc_event(mrpc_call *call, void *user) {
 static void
 cp__renamed__s__go__mrpc_blocking(mrpc_stream *s, void *user) {
   const Cp__Renamed__S_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -50,8 +50,7 @@ cp__renamed__s__go__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->go_blocking(s, (const Cp__Renamed__M *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->go_blocking(s, (const Cp__Renamed__M *)msg, h->user); /* msg: the stream's */
 }
 
 int

@@ -36,8 +36,8 @@ other__pkg__remote__fetch__mrpc_event(mrpc_call *call, void *user) {
 static void
 other__pkg__remote__fetch__mrpc_blocking(mrpc_stream *s, void *user) {
   const Other__Pkg__Remote_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -47,8 +47,7 @@ other__pkg__remote__fetch__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->fetch_blocking(s, (const Other__Pkg__Thing *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->fetch_blocking(s, (const Other__Pkg__Thing *)msg, h->user); /* msg: the stream's */
 }
 
 int

@@ -36,8 +36,8 @@ struct__switch__return__jump__mrpc_event(mrpc_call *call, void *user) {
 static void
 struct__switch__return__jump__mrpc_blocking(mrpc_stream *s, void *user) {
   const Struct__Switch__Return_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -47,8 +47,7 @@ struct__switch__return__jump__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->jump_blocking(s, (const Struct__Switch__Case *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->jump_blocking(s, (const Struct__Switch__Case *)msg, h->user); /* msg: the stream's */
 }
 
 int

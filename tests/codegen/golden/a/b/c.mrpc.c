@@ -59,8 +59,8 @@ foo__bar__baz__echo__unary__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__echo__unary__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Echo_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -70,8 +70,7 @@ foo__bar__baz__echo__unary__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->unary_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->unary_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -156,8 +155,8 @@ foo__bar__baz__echo__server_stream__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__echo__server_stream__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Echo_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -167,8 +166,7 @@ foo__bar__baz__echo__server_stream__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->server_stream_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->server_stream_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -296,8 +294,8 @@ foo__bar__baz__echo__ping__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__echo__ping__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Echo_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -307,8 +305,7 @@ foo__bar__baz__echo__ping__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->ping_blocking(s, (const Google__Protobuf__Empty *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->ping_blocking(s, (const Google__Protobuf__Empty *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -393,8 +390,8 @@ foo__bar__baz__echo__nested__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__echo__nested__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Echo_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -404,8 +401,7 @@ foo__bar__baz__echo__nested__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->nested_blocking(s, (const Foo__Bar__Baz__Outer__Inner *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->nested_blocking(s, (const Foo__Bar__Baz__Outer__Inner *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -490,8 +486,8 @@ foo__bar__baz__echo__imported__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__echo__imported__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Echo_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -501,8 +497,7 @@ foo__bar__baz__echo__imported__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->imported_blocking(s, (const Other__Pkg__Thing *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->imported_blocking(s, (const Other__Pkg__Thing *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -653,8 +648,8 @@ foo__bar__baz__int__httpget__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__int__httpget__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Int_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -664,8 +659,7 @@ foo__bar__baz__int__httpget__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->httpget_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->httpget_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -750,8 +744,8 @@ foo__bar__baz__int__get2_things__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__int__get2_things__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Int_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -761,8 +755,7 @@ foo__bar__baz__int__get2_things__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->get2_things_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->get2_things_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -834,8 +827,8 @@ foo__bar__baz__int__user__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__int__user__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Int_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -845,8 +838,7 @@ foo__bar__baz__int__user__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->user_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->user_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -987,8 +979,8 @@ foo__bar__baz__int__get_lower__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__int__get_lower__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Int_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -998,8 +990,7 @@ foo__bar__baz__int__get_lower__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->get_lower_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->get_lower_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user); /* msg: the stream's */
 }
 
 int
@@ -1084,8 +1075,8 @@ foo__bar__baz__int__blocking__mrpc_event(mrpc_call *call, void *user) {
 static void
 foo__bar__baz__int__blocking__mrpc_blocking(mrpc_stream *s, void *user) {
   const Foo__Bar__Baz__Int_MrpcHandlers *h = user;
-  ProtobufCMessage *msg = NULL;
-  int rc = mrpc_stream_recv(s, &msg);
+  const ProtobufCMessage *msg = NULL;
+  int rc = mrpc_stream_recv_borrowed(s, &msg);
   if (rc != 1) {
     if (rc == 0)
       mrpc_stream_set_status(s, MRPC_STATUS_INTERNAL, "missing request",
@@ -1095,8 +1086,7 @@ foo__bar__baz__int__blocking__mrpc_blocking(mrpc_stream *s, void *user) {
                              "out of memory", NULL, 0);
     return; /* else the call is over */
   }
-  h->blocking_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user);
-  protobuf_c_message_free_unpacked(msg, NULL);
+  h->blocking_blocking(s, (const Foo__Bar__Baz__Req *)msg, h->user); /* msg: the stream's */
 }
 
 int
