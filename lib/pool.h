@@ -29,7 +29,9 @@ int mrpc__pool_submit_later(mrpc__pool *p, mrpc__job *job);
 /* Queues the jobs this thread submitted later for p and wakes a worker for
  * them unless one is on its way.  Cheap when there are none. */
 void mrpc__pool_kick(mrpc__pool *p);
-/* Kicks, then waits until no job is queued or running. */
+/* Kicks this thread's batch, then waits until no job is queued or running
+ * (jobs in other threads' batches are not seen: a loop kicks its own
+ * before it polls and as it exits). */
 void mrpc__pool_wait_idle(mrpc__pool *p);
 /* Waits for the jobs, stops and joins the workers, frees.  NULL no-op. */
 void mrpc__pool_del(mrpc__pool *p);

@@ -19,9 +19,12 @@
 
 typedef struct inmsg {
   struct inmsg *next;
-  ProtobufCMessage *msg; /* NULL: still bytes, in call->rx_scratch */
+  /* NULL: a single request still in bytes, in call->rx_scratch, until
+   * serve_job unpacks it (unpack_request) */
+  ProtobufCMessage *msg;
   size_t size;
   int compressed;
+  int in_scratch; /* msg was unpacked into the stream's scratch */
 } inmsg;
 
 struct mrpc_stream {
@@ -59,10 +62,11 @@ struct mrpc_stream {
   mrpc__pool *start_pool;
   int status_set;
   int bad_code; /* mrpc_stream_set_status got a code outside 0..16 */
-  int parse_failed; /* recv could not unpack the request: call finished */
+  int parse_failed; /* the request did not parse: the call is finished */
   int single; /* server, unary or server streaming: one request at most */
-  /* What mrpc_stream_recv_borrowed lent, freed by the next recv or when
-   * the handler returns; a small request is unpacked into scratch. */
+  /* What mrpc_stream_recv_borrowed lent, freed by the next recv (a single
+   * stream's: when the handler returns); a single small request is
+   * unpacked into scratch. */
   ProtobufCMessage *lent;
   _Alignas(16) uint8_t scratch[256];
   mrpc_status reply;
@@ -77,21 +81,27 @@ static void inmsg_free(mrpc_stream *s, inmsg *m) {
     mrpc__free(s->alloc, m);
 }
 
+/* Frees a message of the stream: made with libc, or in part or whole in
+ * its scratch (the scratch allocator frees the rest with libc). */
+static void msg_free(mrpc_stream *s, ProtobufCMessage *msg) {
+  mrpc__scratch sc = {s->scratch, sizeof s->scratch, 0};
+  ProtobufCAllocator pa = mrpc__scratch_allocator(&sc);
+  protobuf_c_message_free_unpacked(msg, &pa);
+}
+
 static void inbox_clear(mrpc_stream *s) {
   while (s->head) {
     inmsg *m = s->head;
     s->head = m->next;
-    if (m->msg) protobuf_c_message_free_unpacked(m->msg, NULL);
+    if (m->msg) msg_free(s, m->msg);
     inmsg_free(s, m);
   }
   s->tail = NULL;
   s->inbox_bytes = s->inbox_count = 0;
 }
 
-static void lent_free(mrpc_stream *s);
-
 static void stream_free(mrpc_stream *s) {
-  lent_free(s);
+  if (s->lent) msg_free(s, s->lent);
   inbox_clear(s);
   if (!s->is_server) /* each side uses one of the two */
     mrpc_status_free(&s->final);
@@ -187,6 +197,7 @@ static void on_message(mrpc_call *call, const ProtobufCMessage *msg,
   n->msg = m;
   n->size = call->rx_len;
   n->compressed = call->rx_compressed;
+  n->in_scratch = 0;
   if (s->tail)
     s->tail->next = n;
   else
@@ -257,37 +268,9 @@ static const mrpc_call_ops stream_ops = {on_message, on_half_close,
 
 /* ---- worker side ---- */
 
-/* Frees the message mrpc_stream_recv_borrowed lent (handler's thread, or
- * the stream's last holder). */
-static void lent_free(mrpc_stream *s) {
-  if (!s->lent) return;
-  /* Scratch frees what it did not carve with libc, as it was made. */
-  mrpc__scratch sc = {s->scratch, sizeof s->scratch, 0};
-  ProtobufCAllocator pa = mrpc__scratch_allocator(&sc);
-  protobuf_c_message_free_unpacked(s->lent, &pa);
-  s->lent = NULL;
-}
-
-/* Unpacks a request the I/O thread left as bytes (call.h, defer_unpack)
- * on this thread: into the stream's scratch when borrowed, else with libc,
- * which the handler frees it with. */
-static int recv_unpack(mrpc_stream *s, size_t len, int borrow,
-                       ProtobufCMessage **out) {
-  mrpc_call *call = s->call;
-  mrpc__scratch sc = {s->scratch, sizeof s->scratch, 0};
-  ProtobufCAllocator pa = mrpc__scratch_allocator(&sc);
-  *out = protobuf_c_message_unpack(call->method->request, borrow ? &pa : NULL,
-                                   len, call->rx_scratch);
-  if (*out) return 1;
-  s->parse_failed = 1;
-  mrpc_call_finish(call, MRPC_STATUS_INTERNAL, mrpc__call_parse_error(call),
-                   NULL, 0);
-  return MRPC_ERR_CLOSED;
-}
-
-/* Pops the inbox's first message into *out (NULL: bytes in rx_scratch,
- * *size long).  Returns 1 if the window held for the reader may reopen. */
-static int inbox_pop(mrpc_stream *s, ProtobufCMessage **out, size_t *size) {
+/* Pops the inbox's first message into *m.  Returns 1 if the window held
+ * for the reader may reopen. */
+static int inbox_pop(mrpc_stream *s, inmsg *out) {
   inmsg *m = s->head;
   s->head = m->next;
   if (!s->head) s->tail = NULL;
@@ -296,21 +279,23 @@ static int inbox_pop(mrpc_stream *s, ProtobufCMessage **out, size_t *size) {
   int release = s->held && s->inbox_bytes <= INBOX_HOLD_BYTES / 2 &&
                 s->inbox_count <= INBOX_HOLD_COUNT / 2;
   if (release) s->held = 0;
-  *out = m->msg;
-  *size = m->size;
+  *out = *m;
   s->last_compressed = m->compressed;
   inmsg_free(s, m);
   return release;
 }
 
 static int recv_next(mrpc_stream *s, int borrow, ProtobufCMessage **out) {
-  size_t size;
+  inmsg m;
   int release;
-  lent_free(s);
+  if (s->lent && !s->single) {
+    msg_free(s, s->lent);
+    s->lent = NULL;
+  }
   if (s->single && s->head) {
     /* Nothing reaches the inbox of a single request stream once its
      * handler runs (the call refuses a second message): no lock. */
-    release = inbox_pop(s, out, &size);
+    release = inbox_pop(s, &m);
   } else {
     pthread_mutex_lock(&s->mu);
     WAIT_CV(s, s->head || s->done ||
@@ -318,7 +303,8 @@ static int recv_next(mrpc_stream *s, int borrow, ProtobufCMessage **out) {
     if (!s->head) {
       int rv;
       if (s->is_server) /* the end of requests, unless the call was cut */
-        rv = atomic_load(&s->half_closed) && !mrpc_call_is_cancelled(s->call)
+        rv = atomic_load(&s->half_closed) && !s->parse_failed &&
+                     !mrpc_call_is_cancelled(s->call)
                  ? 0
                  : MRPC_ERR_CLOSED;
       else
@@ -326,11 +312,20 @@ static int recv_next(mrpc_stream *s, int borrow, ProtobufCMessage **out) {
       pthread_mutex_unlock(&s->mu);
       return rv;
     }
-    release = inbox_pop(s, out, &size);
+    release = inbox_pop(s, &m);
     pthread_mutex_unlock(&s->mu);
   }
   if (release) mrpc__call_rx_release(s->call);
-  return *out ? 1 : recv_unpack(s, size, borrow, out);
+  if (m.in_scratch && !borrow) {
+    /* The caller frees it with libc: a copy made with libc. */
+    ProtobufCMessage *own = protobuf_c_message_unpack(
+        s->call->method->request, NULL, m.size, s->call->rx_scratch);
+    msg_free(s, m.msg);
+    if (!own) return MRPC_ERR_NOMEM;
+    m.msg = own;
+  }
+  *out = m.msg;
+  return 1;
 }
 
 int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out) {
@@ -343,7 +338,7 @@ int mrpc_stream_recv_borrowed(mrpc_stream *s, const ProtobufCMessage **out) {
   if (!s || !out) return MRPC_ERR_INVAL;
   ProtobufCMessage *m = NULL;
   int rv = recv_next(s, 1, &m);
-  s->lent = m;
+  if (m) s->lent = m;
   *out = m;
   return rv;
 }
@@ -421,12 +416,41 @@ int mrpc_stream_finish(mrpc_stream *s, mrpc_status *st) {
 
 /* ---- server ---- */
 
+/* Unpacks a single request the I/O thread left as bytes (call.h,
+ * defer_unpack) on the handler's worker, before the handler runs: into the
+ * stream's scratch, which mrpc_stream_recv_borrowed lends as it is (recv
+ * makes a libc copy).  One that does not parse ends the call as the I/O
+ * thread would have; the handler still runs (recv says CLOSED). */
+static void unpack_request(mrpc_stream *s) {
+  inmsg *m = s->head; /* a single stream's: this thread's alone (recv) */
+  if (!m || m->msg) return;
+  mrpc_call *call = s->call;
+  mrpc__scratch sc = {s->scratch, sizeof s->scratch, 0};
+  ProtobufCAllocator pa = mrpc__scratch_allocator(&sc);
+  m->msg = protobuf_c_message_unpack(call->method->request, &pa, m->size,
+                                     call->rx_scratch);
+  if (m->msg) {
+    m->in_scratch = 1;
+    return;
+  }
+  inbox_clear(s);
+  s->parse_failed = 1;
+  const char *why = mrpc__call_parse_error(call);
+  if (mrpc_call_finish(call, MRPC_STATUS_INTERNAL, why, NULL, 0) ==
+      MRPC_ERR_NOMEM) /* no copy of the message: no allocation */
+    mrpc_call_finish(call, MRPC_STATUS_INTERNAL, NULL, NULL, 0);
+}
+
 static void serve_job(mrpc__job *job) {
   mrpc_stream *s = (mrpc_stream *)((char *)job - offsetof(mrpc_stream, job));
+  if (s->single) unpack_request(s);
   s->handler(s, s->user);
-  lent_free(s);
+  if (s->lent) {
+    msg_free(s, s->lent);
+    s->lent = NULL;
+  }
   if (s->parse_failed) {
-    /* finished by recv */
+    /* finished by unpack_request */
   } else if (s->status_set) {
     mrpc_call_finish(s->call, s->reply.code, s->reply.message,
                      s->reply.details, s->reply.details_len);

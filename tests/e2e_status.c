@@ -20,7 +20,7 @@ static const char k_special[] =
 /* ---- extra methods ---- */
 
 enum { X_NO_STATUS, X_SEND_NO_STATUS, X_NO_HANDLER, X_HOLD_EVENT,
-       X_HOLD_BLOCKING, X_COUNT };
+       X_HOLD_BLOCKING, X_IGNORE_REQUEST, X_COUNT };
 #define XM(path) {"/e2e.Extra/" path, MRPC_UNARY, E2E_D(simple_request), \
                   E2E_D(simple_response)}
 static const mrpc_method k_extra[X_COUNT] = {
@@ -29,6 +29,9 @@ static const mrpc_method k_extra[X_COUNT] = {
     [X_NO_HANDLER] = XM("NoHandler"),
     [X_HOLD_EVENT] = XM("HoldEvent"),
     [X_HOLD_BLOCKING] = XM("HoldBlocking"),
+    /* Served as Payload -> SimpleResponse: see ignore_request. */
+    [X_IGNORE_REQUEST] = {"/e2e.Extra/IgnoreRequest", MRPC_UNARY,
+                          E2E_D(payload), E2E_D(simple_response)},
 };
 
 /* A blocking handler that reads the request and returns without a status
@@ -73,12 +76,21 @@ static void hold_blocking(mrpc_stream *s, void *user) {
   mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
 }
 
+/* Answers OK without reading its request. */
+static void ignore_request(mrpc_stream *s, void *user) {
+  (void)user;
+  e2e_msg r;
+  mrpc_stream_send(s, e2e_msg_str(&r, E2E_D(simple_response), "ignored"));
+  mrpc_stream_set_status(s, MRPC_STATUS_OK, NULL, NULL, 0);
+}
+
 static const mrpc_method_handler k_extra_h[X_COUNT] = {
     [X_NO_STATUS] = {NULL, no_status, NULL},
     [X_SEND_NO_STATUS] = {NULL, no_status, (void *)1},
     [X_NO_HANDLER] = {NULL, NULL, NULL},
     [X_HOLD_EVENT] = {hold_event, NULL, NULL},
     [X_HOLD_BLOCKING] = {NULL, hold_blocking, NULL},
+    [X_IGNORE_REQUEST] = {NULL, ignore_request, NULL},
 };
 
 /* One unary call asking the echo service for a status; returns the status
@@ -267,6 +279,41 @@ static void test_blocking_handler_returning_without_status_gives_unknown(
     assert_int_equal(st.code, MRPC_STATUS_UNKNOWN);
     mrpc_status_free(&st);
   }
+}
+
+/* ---- INTERNAL ---- */
+
+/* A request that does not parse ends the call with INTERNAL even when the
+ * blocking handler never reads it (a small one is parsed on the worker,
+ * before the handler runs).  The client sends a SimpleRequest whose field
+ * 2 (response_size, a varint) the server's Payload holds as bytes (field
+ * 2, length-delimited): protobuf-c refuses the wire type. */
+static void test_unparsable_request_gives_internal_though_never_read(
+    void **state) {
+  (void)state;
+  mrpc_method as_sent = k_extra[X_IGNORE_REQUEST];
+  as_sent.request = E2E_D(simple_request);
+  mrpc_call_opts o = e2e_copts(E2E_TIMEOUT_MS, NULL);
+  Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  req.response_size = 7;
+  ProtobufCMessage *resp;
+  mrpc_status st;
+  assert_int_equal(
+      mrpc_channel_unary(g_ch, &as_sent, &req.base, &o, &resp, &st), 0);
+  assert_null(resp);
+  assert_int_equal(st.code, MRPC_STATUS_INTERNAL);
+  assert_string_equal(st.message, "could not parse the request message");
+  mrpc_status_free(&st);
+  /* The same method answers a request that parses. */
+  Grpc__Testing__Payload ok = GRPC__TESTING__PAYLOAD__INIT;
+  as_sent.request = E2E_D(payload);
+  assert_int_equal(mrpc_channel_unary(g_ch, &as_sent, &ok.base, &o, &resp, &st),
+                   0);
+  assert_int_equal(st.code, MRPC_STATUS_OK);
+  assert_non_null(resp);
+  e2e_assert_body(resp, "ignored");
+  protobuf_c_message_free_unpacked(resp, NULL);
+  mrpc_status_free(&st);
 }
 
 /* ---- UNAVAILABLE ---- */
@@ -473,6 +520,8 @@ int main(void) {
       cmocka_unit_test(test_method_registered_without_handler_is_unimplemented),
       cmocka_unit_test(
           test_blocking_handler_returning_without_status_gives_unknown),
+      cmocka_unit_test(
+          test_unparsable_request_gives_internal_though_never_read),
       cmocka_unit_test(test_connection_refused_gives_unavailable),
       cmocka_unit_test(
           test_channel_reconnects_on_the_next_call_once_the_server_is_up),

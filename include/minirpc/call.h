@@ -202,11 +202,12 @@ typedef struct mrpc_stream mrpc_stream;
 MRPC_EXTERN int mrpc_stream_recv(mrpc_stream *s, ProtobufCMessage **out);
 
 /* As mrpc_stream_recv, but *out stays the stream's (never free it): valid
- * until the next recv on s, until the handler returns (server) or until
- * mrpc_stream_finish (client).  Cheaper where the library unpacks the
- * message on this thread (a server's single small request): into the
- * stream's own memory, without malloc.  Same returns; *out is NULL unless
- * 1 is returned. */
+ * until the next recv on s, or until mrpc_stream_finish (client); a
+ * server's unary or server-streaming request until the handler returns.
+ * Cheaper for that request when it is small (the library unpacks it on the
+ * handler's thread into the stream's own memory, without malloc; recv
+ * would copy it for the caller).  Same returns; *out is NULL unless 1 is
+ * returned. */
 MRPC_EXTERN int mrpc_stream_recv_borrowed(mrpc_stream *s,
                                           const ProtobufCMessage **out);
 
