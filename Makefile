@@ -38,6 +38,8 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 HEADERS  := $(wildcard include/minirpc/*.h)
 
 STATIC  := $(BUILD)/lib/libminirpc.a
+# The same objects as a plain archive, internals visible: for the unit tests.
+INTERNAL := $(BUILD)/lib/libminirpc-internal.a
 SHARED  := $(BUILD)/lib/libminirpc.so
 
 # Generated code for the interop service: protoc-c's messages and
@@ -96,7 +98,18 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -c $< -o $@
 
+# One relocatable object whose hidden symbols (library internals, the
+# generated health / reflection / descriptor messages) are made local: a
+# program that links the archive and has its own copy of, say, health.pb-c.c
+# gets no clash.  Only the MRPC_EXTERN API stays global.
 $(STATIC): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ $(BUILD)/obj/libminirpc-all.o
+	$(CC) -r -nostdlib $^ -o $(BUILD)/obj/libminirpc-all.o
+	objcopy --localize-hidden $(BUILD)/obj/libminirpc-all.o
+	ar rcs $@ $(BUILD)/obj/libminirpc-all.o
+
+$(INTERNAL): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
@@ -114,7 +127,7 @@ $(BUILD)/bin/interop_%: $(BUILD)/obj/tests/interop/interop_%.o $(GEN_OBJS) $(STA
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(GEN_OBJS) $(STATIC)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(GEN_OBJS) $(INTERNAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
 

@@ -19,5 +19,15 @@ cc -Wall -Wextra -Werror -I"$tmp" "${src[@]}" -o "$tmp/static" \
   $(pkg-config --cflags minirpc) "$tmp/prefix/lib/libminirpc.a" \
   $(pkg-config --libs --static minirpc | sed 's/-lminirpc//')
 ldd "$tmp/shared" | grep -q "$tmp/prefix/lib/libminirpc.so.0"
+# The static archive defines the public API and nothing else global: no
+# internals, no generated health / reflection messages to clash with a
+# program's own copies.
+others=$(nm -g --defined-only "$tmp/prefix/lib/libminirpc.a" |
+  awk 'NF == 3 && $3 !~ /^mrpc_[a-z]/ {print $3}')
+if [[ -n $others ]]; then
+  echo "libminirpc.a exports more than mrpc_*:" $others >&2
+  exit 1
+fi
+nm -g --defined-only "$tmp/prefix/lib/libminirpc.a" | grep -q ' T mrpc_server_new$'
 timeout 30 "$tmp/shared"
 timeout 30 "$tmp/static"
