@@ -24,7 +24,9 @@ static void slow_sink(mrpc_stream *s, void *user) {
     const uint8_t *b = e2e_body(req, &len);
     fold = e2e_fold(fold, b, len);
     protobuf_c_message_free_unpacked(req, NULL);
-    e2e_sleep_ms(1);
+    /* 3 ms a message: slower than the client fills them even under TSan
+     * (at 1 ms the two could keep pace, and the client never waited). */
+    e2e_sleep_ms(3);
   }
   if (rc < 0) return;
   Grpc__Testing__StreamingInputCallResponse r =
