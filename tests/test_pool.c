@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "loop.h"
 #include "pool.h"
 
 #define WAIT_S 20 /* bound of every wait: a hang guard, not a timing check */
@@ -235,6 +236,52 @@ static void test_wait_idle_kicks(void **state) {
   gate_destroy(&g);
 }
 
+/* A job an I/O thread queued for later in its loop's last pass is handed
+ * to the pool as the loop exits (the prepare hook runs once more): it is
+ * not left in the thread's batch, where no other thread could see it. */
+typedef struct last_pass {
+  mrpc__task task; /* first: the task is the struct */
+  mrpc__loop *loop;
+  mrpc__pool *pool;
+  gjob job;
+} last_pass;
+
+static void kick(void *pool) { mrpc__pool_kick(pool); }
+
+static void submit_then_stop(mrpc__task *t, int cancelled) {
+  last_pass *lp = (last_pass *)t;
+  if (cancelled) return;
+  assert_int_equal(mrpc__pool_submit_later(lp->pool, &lp->job.job), 0);
+  mrpc__loop_stop(lp->loop);
+}
+
+static void *run_loop(void *l) {
+  mrpc__loop_run(l);
+  return NULL;
+}
+
+static void test_loop_exit_hands_over_its_batch(void **state) {
+  (void)state;
+  gate g;
+  gate_init(&g);
+  last_pass lp = {.task = {.fn = submit_then_stop}};
+  lp.job = (gjob){.job = {.fn = job_fn}, .g = &g};
+  assert_int_equal(mrpc__pool_new(2, NULL, &lp.pool), 0);
+  assert_int_equal(mrpc__loop_new(NULL, &lp.loop), 0);
+  mrpc__loop_set_prepare(lp.loop, kick, lp.pool);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, run_loop, lp.loop), 0);
+  mrpc__loop_post(lp.loop, &lp.task);
+  pthread_join(th, NULL);
+  pthread_mutex_lock(&g.mu);
+  int done = wait_for(&g, &g.done, 1);
+  pthread_mutex_unlock(&g.mu);
+  assert_int_equal(done, 1);
+  mrpc__pool_del(lp.pool);
+  mrpc__loop_del(lp.loop);
+  gate_destroy(&g);
+}
+
 static void test_del_with_no_jobs_and_null(void **state) {
   (void)state;
   mrpc__pool *p;
@@ -252,6 +299,7 @@ int main(void) {
       cmocka_unit_test(test_past_max_jobs_queue),
       cmocka_unit_test(test_submit_later_waits_for_kick),
       cmocka_unit_test(test_wait_idle_kicks),
+      cmocka_unit_test(test_loop_exit_hands_over_its_batch),
       cmocka_unit_test(test_del_with_no_jobs_and_null),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
