@@ -314,7 +314,10 @@ static void deliver_done(mrpc_call *call) {
     mrpc_call_ref(call);
     mrpc__channel_call_done(call);
   }
-  if (!call->is_server) commit(call);
+  if (!call->is_server) {
+    commit(call);
+    if (call->channel) mrpc__channel_call_end(call);
+  }
   if (call->ops.on_done) call->ops.on_done(call, &call->status, call->ctx);
   if (call->is_server) mrpc__server_call_done(call);
   if (waited) mrpc_call_unref(call);

@@ -189,6 +189,7 @@ struct mrpc_call {
   int transparent_tries; /* attempts that never left the client */
   int refused_retried;   /* the one retry of a stream the server refused */
   int retry_pending;     /* a retryable status came: retry at stream close */
+  int throttle_counted;  /* this attempt's failure took its token */
   int64_t retry_delay_ms;
   int64_t pushback_ms; /* grpc-retry-pushback-ms: -1 none, -2 malformed */
   int wait_for_ready;
@@ -294,6 +295,9 @@ int64_t mrpc__channel_retry_delay(mrpc_call *call, mrpc_status_code code,
 void mrpc__channel_retry(mrpc_call *call, int64_t delay_ms);
 /* The call ended while on one of the channel's wait lists. */
 void mrpc__channel_call_done(mrpc_call *call);
+/* The call ended (any thread): its last attempt counts for the channel's
+ * retry throttling. */
+void mrpc__channel_call_end(mrpc_call *call);
 
 /* Blocking reader caught up: reopen the window.  Any thread. */
 void mrpc__call_rx_release(mrpc_call *call);

@@ -81,6 +81,9 @@ struct mrpc_channel {
   atomic_int closing;
   policy_entry *policies;
   size_t n_policies;
+  /* Retry throttling (A6), in thousandths of a token; max 0 = off. */
+  atomic_llong tokens;
+  long long tokens_max, token_ratio;
   /* Everything below up to state_mu: loop thread only. */
   /* Resolution: the latest addresses, whether a lookup runs, when the
    * last began, and the backoff of a target that never resolved. */
@@ -233,6 +236,10 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
   if (!o.pool_size) o.pool_size = 1;
   if (!o.resolve_interval_ms) o.resolve_interval_ms = RESOLVE_INTERVAL_MS;
   if (!o.retry_buffer_size) o.retry_buffer_size = RETRY_BUFFER;
+  if (o.retry_max_tokens < 0 || o.retry_max_tokens > 1000 ||
+      (o.retry_max_tokens &&
+       !(o.retry_token_ratio > 0 && o.retry_token_ratio <= 1000)))
+    return MRPC_ERR_INVAL;
   if (!o.backoff_initial_ms) o.backoff_initial_ms = BACKOFF_INITIAL_MS;
   if (o.backoff_multiplier == 0) o.backoff_multiplier = BACKOFF_MULTIPLIER;
   if (o.backoff_multiplier < 1) o.backoff_multiplier = 1;
@@ -255,6 +262,10 @@ int mrpc_channel_new(const char *target, const mrpc_channel_opts *opts,
             (uint64_t)(uintptr_t)ch;
   if (!ch->rng) ch->rng = 1;
   ch->state = MRPC_CHANNEL_IDLE;
+  ch->tokens_max = 1000LL * o.retry_max_tokens;
+  ch->token_ratio = (long long)(o.retry_token_ratio * 1000 + 0.5);
+  if (o.retry_max_tokens && ch->token_ratio < 1) ch->token_ratio = 1;
+  atomic_store(&ch->tokens, ch->tokens_max);
   if (mrpc__target_parse(target, &ch->target) != 0) {
     mrpc__free(o.alloc, ch);
     return MRPC_ERR_ADDR;
@@ -968,6 +979,38 @@ static const mrpc_retry_policy *find_policy(const mrpc_channel *ch,
   return best ? &best->p : NULL;
 }
 
+/* Retry throttling: adds delta thousandths of a token (within 0..max);
+ * returns the new count. */
+static long long tokens_add(mrpc_channel *ch, long long delta) {
+  long long cur = atomic_load(&ch->tokens), next;
+  do {
+    next = cur + delta;
+    if (next < 0) next = 0;
+    if (next > ch->tokens_max) next = ch->tokens_max;
+  } while (!atomic_compare_exchange_weak(&ch->tokens, &cur, next));
+  return next;
+}
+
+/* Whether the attempt that ended with code counts as a failure (A6: a
+ * status the call's policy retries, or a pushback saying not to retry). */
+static int attempt_failed(const mrpc_retry_policy *p, const mrpc_call *call,
+                          mrpc_status_code code) {
+  return p && code > 0 && code <= 16 &&
+         ((p->retryable_codes & MRPC_RETRY_ON(code)) ||
+          call->pushback_ms == -2);
+}
+
+void mrpc__channel_call_end(mrpc_call *call) {
+  mrpc_channel *ch = call->channel;
+  if (!ch->tokens_max) return;
+  mrpc_status_code code = call->status.code;
+  if (code == MRPC_STATUS_OK)
+    tokens_add(ch, ch->token_ratio);
+  else if (!call->throttle_counted &&
+           attempt_failed(find_policy(ch, call->method->path), call, code))
+    tokens_add(ch, -1000);
+}
+
 int64_t mrpc__channel_retry_delay(mrpc_call *call, mrpc_status_code code,
                                   int transparent) {
   mrpc_channel *ch = call->channel;
@@ -984,8 +1027,13 @@ int64_t mrpc__channel_retry_delay(mrpc_call *call, mrpc_status_code code,
     return 0;
   }
   const mrpc_retry_policy *p = find_policy(ch, call->method->path);
+  int throttled = 0;
+  if (ch->tokens_max && attempt_failed(p, call, code)) {
+    call->throttle_counted = 1;
+    throttled = tokens_add(ch, -1000) <= ch->tokens_max / 2;
+  }
   if (!p || code <= 0 || code > 16 ||
-      !(p->retryable_codes & MRPC_RETRY_ON(code)))
+      !(p->retryable_codes & MRPC_RETRY_ON(code)) || throttled)
     return -1;
   int max = p->max_attempts < MAX_RETRY_ATTEMPTS ? p->max_attempts
                                                  : MAX_RETRY_ATTEMPTS;
@@ -1017,6 +1065,7 @@ static void retry_fired(mrpc__timer *t) {
 
 void mrpc__channel_retry(mrpc_call *call, int64_t delay_ms) {
   mrpc_channel *ch = call->channel;
+  call->throttle_counted = 0; /* a new attempt */
   mrpc__call_rewind(call);
   enqueue(&ch->retrying, mrpc_call_ref(call));
   /* Never at once: this runs inside the old connection's callbacks. */

@@ -7,6 +7,8 @@
  * SPDX-License-Identifier: Apache-2.0 */
 #include "e2e_common.h"
 
+#include <math.h>
+
 /* ---- the retry service ---- */
 
 enum { M_FLAKY, M_OTHER, M_SVC2, M_STREAM, M_COLLECT, M_COUNT };
@@ -341,6 +343,13 @@ static void test_most_specific_policy_wins(void **s) {
   mrpc_channel_del(ch);
 }
 
+/* mrpc_channel_new refuses o: MRPC_ERR_INVAL and no channel. */
+static void assert_refused(const mrpc_channel_opts *o) {
+  mrpc_channel *ch = NULL;
+  assert_int_equal(mrpc_channel_new(g_srv.target, o, &ch), MRPC_ERR_INVAL);
+  assert_null(ch);
+}
+
 static void test_invalid_policies_are_refused(void **s) {
   (void)s;
   const uint32_t u = MRPC_RETRY_ON(MRPC_STATUS_UNAVAILABLE);
@@ -357,9 +366,62 @@ static void test_invalid_policies_are_refused(void **s) {
     mrpc_channel_opts_init(&o);
     o.retry_policies = &bad[i];
     o.n_retry_policies = 1;
-    mrpc_channel *ch = NULL;
-    assert_int_equal(mrpc_channel_new(g_srv.target, &o, &ch), MRPC_ERR_INVAL);
-    assert_null(ch);
+    assert_refused(&o);
+  }
+}
+
+/* Retry throttling (A6) with 4 tokens and 1 back per OK call, every
+ * attempt of Flaky failing UNAVAILABLE: the first call's first failure
+ * leaves 3 tokens (over half: retried), its second 2 (not over half: no
+ * more); the next call's one failure leaves 1.  Failures with a code the
+ * policy does not retry take nothing; three OK calls bring the count back
+ * to 4 (its maximum), and Flaky gets two attempts again.  Without
+ * throttling the same calls would make 5 attempts each. */
+static void test_retry_throttling_stops_retries_at_half_the_tokens(void **s) {
+  (void)s;
+  mrpc_retry_policy p =
+      policy(NULL, 5, 5, 1.0, MRPC_RETRY_ON(MRPC_STATUS_UNAVAILABLE));
+  mrpc_channel_opts o;
+  mrpc_channel_opts_init(&o);
+  o.retry_policies = &p;
+  o.n_retry_policies = 1;
+  o.retry_max_tokens = 4;
+  o.retry_token_ratio = 1.0;
+  mrpc_channel *ch = e2e_channel(g_srv.target, &o);
+  reset_server(100, MRPC_STATUS_UNAVAILABLE);
+  assert_int_equal(unary(ch, M_FLAKY, E2E_BLOCKING, E2E_TIMEOUT_MS),
+                   MRPC_STATUS_UNAVAILABLE);
+  assert_int_equal(attempts(M_FLAKY), 2);
+  assert_int_equal(unary(ch, M_FLAKY, E2E_EVENT, E2E_TIMEOUT_MS),
+                   MRPC_STATUS_UNAVAILABLE);
+  assert_int_equal(attempts(M_FLAKY), 3);
+  reset_server(100, MRPC_STATUS_INVALID_ARGUMENT);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(unary(ch, M_OTHER, E2E_BLOCKING, E2E_TIMEOUT_MS),
+                     MRPC_STATUS_INVALID_ARGUMENT);
+  reset_server(0, MRPC_STATUS_UNAVAILABLE);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(unary(ch, M_OTHER, E2E_BLOCKING, E2E_TIMEOUT_MS),
+                     MRPC_STATUS_OK);
+  reset_server(100, MRPC_STATUS_UNAVAILABLE);
+  assert_int_equal(unary(ch, M_FLAKY, E2E_BLOCKING, E2E_TIMEOUT_MS),
+                   MRPC_STATUS_UNAVAILABLE);
+  assert_int_equal(attempts(M_FLAKY), 2);
+  mrpc_channel_del(ch);
+}
+
+static void test_invalid_retry_throttling_is_refused(void **s) {
+  (void)s;
+  struct {
+    int max;
+    double ratio;
+  } bad[] = {{-1, 0.1}, {1001, 0.1}, {10, 0.0}, {10, -1.0}, {10, NAN}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    mrpc_channel_opts o;
+    mrpc_channel_opts_init(&o);
+    o.retry_max_tokens = bad[i].max;
+    o.retry_token_ratio = bad[i].ratio;
+    assert_refused(&o);
   }
 }
 
@@ -651,6 +713,8 @@ int main(void) {
           test_policy_of_another_method_or_service_does_not_apply),
       cmocka_unit_test(test_most_specific_policy_wins),
       cmocka_unit_test(test_invalid_policies_are_refused),
+      cmocka_unit_test(test_retry_throttling_stops_retries_at_half_the_tokens),
+      cmocka_unit_test(test_invalid_retry_throttling_is_refused),
       cmocka_unit_test(test_no_retry_once_a_response_arrived),
       cmocka_unit_test(
           test_backoff_past_the_deadline_gives_the_servers_status),

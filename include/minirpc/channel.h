@@ -127,6 +127,16 @@ typedef struct mrpc_channel_opts {
   size_t n_retry_policies;
   /* Request bytes kept per call for a replay; 0 = 256 KiB. */
   size_t retry_buffer_size;
+  /* Retry throttling (A6), for the whole channel: a token count starts at
+   * retry_max_tokens; an attempt that fails with a status its retry policy
+   * names, or with a pushback that says not to retry, takes one token; a
+   * call that ends OK gives retry_token_ratio back (up to
+   * retry_max_tokens).  While the count is at or below half of
+   * retry_max_tokens no call is retried (transparent retries still are).
+   * 0 = no throttling; at most 1000.  With it, retry_token_ratio must be
+   * > 0 (three decimals count); else MRPC_ERR_INVAL from mrpc_channel_new. */
+  int retry_max_tokens;
+  double retry_token_ratio;
 } mrpc_channel_opts;
 
 MRPC_EXTERN void mrpc_channel_opts_init(mrpc_channel_opts *o);
