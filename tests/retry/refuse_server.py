@@ -3,7 +3,8 @@
 turns away or fails requests, for the retry tests of tests/retry/run.sh.
 
     /usr/bin/python3 tests/retry/refuse_server.py --mode MODE --log FILE
-        [--fail N] [--pushback VALUE] [--lifetime SECONDS]
+        [--fail N] [--fail_code CODE] [--pushback VALUE] [--then_fail]
+        [--lifetime SECONDS]
 
 Listens on 127.0.0.1 (a free port) and prints "listening on PORT".  Every
 request is answered as grpc.testing.TestService/EmptyCall would be (an
@@ -17,13 +18,16 @@ empty message, status 0) unless MODE says otherwise:
                 client takes SETTINGS, queues its request and tears the
                 connection down before writing it; no request on it
   fail          the first N requests (--fail) end trailers-only with
-                UNAVAILABLE, and with grpc-retry-pushback-ms: VALUE when
-                --pushback is given
+                grpc-status CODE (--fail_code, default 14, UNAVAILABLE),
+                and with grpc-retry-pushback-ms: VALUE when --pushback is
+                given; with --then_fail the later ones end UNAVAILABLE
+                (no pushback) instead of succeeding
 Each request adds a line to FILE:
   stream conn=C id=ID t=MS prev=P action=A
 with C the connection's number (from 1), MS the monotonic time in ms when
 its headers came, P its grpc-previous-rpc-attempts header ("-" if none)
-and A one of refused, goaway, fail, ok.  Exits after --lifetime seconds.
+and A one of refused, goaway, fail, unavail (--then_fail), ok.  Exits
+after --lifetime seconds.
 """
 
 import argparse
@@ -82,15 +86,18 @@ def decide(st, conn_no, nth):
         return "goaway"
     if mode == "fail" and nth <= st.args.fail:
         return "fail"
+    if mode == "fail" and st.args.then_fail:
+        return "unavail"
     return "ok"
 
 
-def respond(h, sid, action, pushback):
-    if action == "fail":
+def respond(h, sid, action, args):
+    if action in ("fail", "unavail"):
+        code = args.fail_code if action == "fail" else UNAVAILABLE
         hdrs = [(":status", "200"), ("content-type", "application/grpc"),
-                ("grpc-status", UNAVAILABLE), ("grpc-message", "flaky")]
-        if pushback is not None:
-            hdrs.append(("grpc-retry-pushback-ms", pushback))
+                ("grpc-status", code), ("grpc-message", "flaky")]
+        if action == "fail" and args.pushback is not None:
+            hdrs.append(("grpc-retry-pushback-ms", args.pushback))
         h.send_headers(sid, hdrs, end_stream=True)
         return
     h.send_headers(sid, [(":status", "200"),
@@ -152,7 +159,7 @@ def serve(st, sock):
                 elif isinstance(ev, h2.events.StreamEnded):
                     action = pending.pop(ev.stream_id, None)
                     if action:
-                        respond(h, ev.stream_id, action, st.args.pushback)
+                        respond(h, ev.stream_id, action, st.args)
             sock.sendall(h.data_to_send())
         if goaway:
             sock.shutdown(socket.SHUT_WR)
@@ -170,6 +177,8 @@ def main():
                              "junk-first", "fail"])
     ap.add_argument("--log", required=True)
     ap.add_argument("--fail", type=int, default=0)
+    ap.add_argument("--fail_code", default=UNAVAILABLE)
+    ap.add_argument("--then_fail", action="store_true")
     ap.add_argument("--pushback")
     ap.add_argument("--lifetime", type=float, default=60)
     args = ap.parse_args()

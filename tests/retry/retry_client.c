@@ -1,14 +1,18 @@
-/* One grpc.testing.TestService/EmptyCall with a retry policy, for
+/* grpc.testing.TestService/EmptyCall with a retry policy, for
  * tests/retry/run.sh (the interop client has no way to set one).
  *
  *   retry_client --target=T [--max_attempts=N] [--backoff_ms=MS]
- *                [--timeout_ms=MS]
+ *                [--timeout_ms=MS] [--calls=N] [--max_tokens=N]
+ *                [--token_ratio_milli=N]
  *
  * --max_attempts 0 (the default): no policy; else a policy for every method
  * with N attempts, UNAVAILABLE retryable, initial and maximum backoff MS
- * (default 10), multiplier 1.  Prints "status CODE MESSAGE" and
- * "elapsed_ms N"; exits 0 whatever the status, 1 if the call could not be
- * made, 2 on a bad argument.
+ * (default 10), multiplier 1.  --max_tokens (0: none) and
+ * --token_ratio_milli (thousandths, default 1000) set retry throttling.
+ * Makes --calls calls (default 1) one after the other on one channel and
+ * prints "status CODE MESSAGE" for each, then "elapsed_ms N" (all of
+ * them); exits 0 whatever the statuses, 1 if a call could not be made, 2
+ * on a bad argument.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +42,8 @@ static int int_flag(const char *arg, const char *name, long long *out) {
 
 int main(int argc, char **argv) {
   const char *target = NULL;
-  long long attempts = 0, backoff = 10, timeout = 10000;
+  long long attempts = 0, backoff = 10, timeout = 10000, calls = 1;
+  long long max_tokens = 0, ratio_milli = 1000;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int r = 0;
@@ -46,7 +51,10 @@ int main(int argc, char **argv) {
       target = a + 9;
       r = 1;
     } else if (!(r = int_flag(a, "max_attempts", &attempts)) &&
-               !(r = int_flag(a, "backoff_ms", &backoff))) {
+               !(r = int_flag(a, "backoff_ms", &backoff)) &&
+               !(r = int_flag(a, "calls", &calls)) &&
+               !(r = int_flag(a, "max_tokens", &max_tokens)) &&
+               !(r = int_flag(a, "token_ratio_milli", &ratio_milli))) {
       r = int_flag(a, "timeout_ms", &timeout);
     }
     if (r != 1) {
@@ -54,9 +62,10 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (!target || backoff < 1) {
+  if (!target || backoff < 1 || calls < 1 || calls > 100) {
     fprintf(stderr, "usage: retry_client --target=T [--max_attempts=N] "
-                    "[--backoff_ms=MS] [--timeout_ms=MS]\n");
+                    "[--backoff_ms=MS] [--timeout_ms=MS] [--calls=N] "
+                    "[--max_tokens=N] [--token_ratio_milli=N]\n");
     return 2;
   }
   mrpc_retry_policy p = {NULL,          (int)attempts,
@@ -68,6 +77,8 @@ int main(int argc, char **argv) {
     o.retry_policies = &p;
     o.n_retry_policies = 1;
   }
+  o.retry_max_tokens = (int)max_tokens;
+  o.retry_token_ratio = (double)ratio_milli / 1000;
   mrpc_channel *ch;
   int rc = mrpc_channel_new(target, &o, &ch);
   if (rc) {
@@ -80,17 +91,19 @@ int main(int argc, char **argv) {
   Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT, *resp = NULL;
   mrpc_status st;
   int64_t t0 = now_ms();
-  rc = grpc__testing__test_service__empty_call__call(ch, &req, &co, &resp,
-                                                      &st);
-  int64_t t1 = now_ms();
-  if (rc == 0) {
-    printf("status %d %s\nelapsed_ms %lld\n", (int)st.code,
-           st.message ? st.message : "", (long long)(t1 - t0));
+  for (long long i = 0; i < calls && rc == 0; i++) {
+    resp = NULL;
+    rc = grpc__testing__test_service__empty_call__call(ch, &req, &co, &resp,
+                                                        &st);
+    if (rc) {
+      fprintf(stderr, "retry_client: call: %s\n", mrpc_strerror(rc));
+      break;
+    }
+    printf("status %d %s\n", (int)st.code, st.message ? st.message : "");
     if (resp) protobuf_c_message_free_unpacked(&resp->base, NULL);
     mrpc_status_free(&st);
-  } else {
-    fprintf(stderr, "retry_client: call: %s\n", mrpc_strerror(rc));
   }
+  if (rc == 0) printf("elapsed_ms %lld\n", (long long)(now_ms() - t0));
   mrpc_channel_del(ch);
   return rc ? 1 : 0;
 }

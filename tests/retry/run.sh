@@ -27,6 +27,17 @@
 #   pushback-negative, pushback-malformed   "-1" / "abc": no retry
 #   refused-with-policy     refusals: the transparent retry, then the
 #                           policy's attempts, then UNAVAILABLE
+# Retry throttling (A6), three calls, the first two failing INTERNAL (not
+# retryable), the third UNAVAILABLE:
+#   throttle-off            no throttling: the third call makes its three
+#                           attempts
+#   throttle-pushback       4 tokens; the two INTERNAL failures carry a
+#                           pushback saying not to retry, which makes them
+#                           failures that take a token each: the third
+#                           call's failure leaves 1, no retry
+#   throttle-no-pushback    the same without the pushback: INTERNAL takes
+#                           nothing, the third call is retried once (4 ->
+#                           3 -> 2 tokens)
 # Prints "PASS retry <case>" / "FAIL retry <case>: why" and exits non-zero
 # if anything failed.  Every process runs under timeout(1) and is killed at
 # exit.
@@ -154,7 +165,8 @@ interop_case refused-always refuse-all 1 "1:refused:- 1:refused:-" \
     '^FAIL empty_unary: blocking: status UNAVAILABLE '
 
 # policy_case NAME CLIENT_ARGS FAKE_ARGS WANT_STATUS WANT_STREAMS [CHECK]:
-# one retry_client call; CHECK (a function) may look further.
+# one retry_client run (WANT_STATUS: the status of each call, in order,
+# space-separated); CHECK (a function) may look further.
 policy_case() {
     local name=$1 cargs=$2 fargs=$3 want_code=$4 want=$5 check=${6:-}
     # shellcheck disable=SC2086  # the argument lists are split on purpose
@@ -168,7 +180,7 @@ policy_case() {
     stop_fake
     local got code
     got=$(streams)
-    code=$(sed -n 's/^status \([0-9]*\).*/\1/p' "$WORK/client.out")
+    code=$(sed -n 's/^status \([0-9]*\).*/\1/p' "$WORK/client.out" | paste -sd' ')
     if ! sanitized; then
         fail "$name" "sanitizer report"
     elif [[ $rc -ne 0 ]]; then
@@ -219,5 +231,16 @@ policy_case pushback-malformed "--max_attempts=3 --backoff_ms=1" \
 # The transparent retry is not one of the policy's attempts (as in gRPC).
 policy_case refused-with-policy "--max_attempts=3 --backoff_ms=1" \
     "--mode refuse-all" 14 "1:refused:- 1:refused:- 1:refused:1 1:refused:2"
+
+THREE="--max_attempts=3 --backoff_ms=1 --calls=3"
+policy_case throttle-off "$THREE" \
+    "--mode fail --fail 2 --fail_code 13 --pushback -1 --then_fail" \
+    "13 13 14" "1:fail:- 1:fail:- 1:unavail:- 1:unavail:1 1:unavail:2"
+policy_case throttle-pushback "$THREE --max_tokens=4" \
+    "--mode fail --fail 2 --fail_code 13 --pushback -1 --then_fail" \
+    "13 13 14" "1:fail:- 1:fail:- 1:unavail:-"
+policy_case throttle-no-pushback "$THREE --max_tokens=4" \
+    "--mode fail --fail 2 --fail_code 13 --then_fail" \
+    "13 13 14" "1:fail:- 1:fail:- 1:unavail:- 1:unavail:1"
 
 [[ $failures -eq 0 ]]
