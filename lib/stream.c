@@ -89,6 +89,13 @@ static void msg_free(mrpc_stream *s, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, &pa);
 }
 
+/* Frees what mrpc_stream_recv_borrowed lent, if anything (the reader's
+ * thread, or the stream's last holder). */
+static void lent_free(mrpc_stream *s) {
+  if (s->lent) msg_free(s, s->lent);
+  s->lent = NULL;
+}
+
 static void inbox_clear(mrpc_stream *s) {
   while (s->head) {
     inmsg *m = s->head;
@@ -101,7 +108,7 @@ static void inbox_clear(mrpc_stream *s) {
 }
 
 static void stream_free(mrpc_stream *s) {
-  if (s->lent) msg_free(s, s->lent);
+  lent_free(s);
   inbox_clear(s);
   if (!s->is_server) /* each side uses one of the two */
     mrpc_status_free(&s->final);
@@ -288,10 +295,7 @@ static int inbox_pop(mrpc_stream *s, inmsg *out) {
 static int recv_next(mrpc_stream *s, int borrow, ProtobufCMessage **out) {
   inmsg m;
   int release;
-  if (s->lent && !s->single) {
-    msg_free(s, s->lent);
-    s->lent = NULL;
-  }
+  if (!s->single) lent_free(s);
   if (s->single && s->head) {
     /* Nothing reaches the inbox of a single request stream once its
      * handler runs (the call refuses a second message): no lock. */
@@ -445,10 +449,7 @@ static void serve_job(mrpc__job *job) {
   mrpc_stream *s = (mrpc_stream *)((char *)job - offsetof(mrpc_stream, job));
   if (s->single) unpack_request(s);
   s->handler(s, s->user);
-  if (s->lent) {
-    msg_free(s, s->lent);
-    s->lent = NULL;
-  }
+  lent_free(s);
   if (s->parse_failed) {
     /* finished by unpack_request */
   } else if (s->status_set) {
